@@ -1,0 +1,13 @@
+// Ordered list of migrations. Listed explicitly (not scanned from disk) so the same list runs
+// from the server, the CLI and tests whatever the working directory.
+import type { Knex } from 'knex';
+import * as core from './20261121000001_core.ts';
+
+export interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+export const migrations: [name: string, migration: Migration][] = [
+  ['20261121000001_core', core],
+];

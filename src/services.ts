@@ -1,0 +1,61 @@
+// The dependencies of the app and the CLI, created once and passed down (never imported as
+// globals), so tests build the same objects against their own databases.
+import { Redis } from 'ioredis';
+import type { Knex } from 'knex';
+import type { Config } from './config.ts';
+import { openDatabase, type Database } from './db/database.ts';
+import { migrateLatest } from './db/migrate.ts';
+import type { Logger } from './logger.ts';
+import { resolveSecrets } from './security/dev-secrets.ts';
+import type { SecretBox } from './security/encryption.ts';
+
+export interface Services {
+  config: Config;
+  logger: Logger;
+  database: Database;
+  knex: Knex;
+  /** Present when REDIS_URL is set; protocol state then lives in Redis instead of the database. */
+  redis: Redis | undefined;
+  secrets: SecretBox;
+  cookieKeys: string[];
+  usingDevelopmentSecrets: boolean;
+  /** Migrations applied while creating these services (empty when the schema was current). */
+  appliedMigrations: string[];
+  close(): Promise<void>;
+}
+
+export function createRedis(url: string, logger: Logger): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 3, enableReadyCheck: true, lazyConnect: false });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+  return redis;
+}
+
+export async function createServices(config: Config, logger: Logger, role: 'server' | 'client'): Promise<Services> {
+  const database = await openDatabase(config, role);
+  let redis: Redis | undefined;
+  try {
+    const appliedMigrations = await migrateLatest(database.knex);
+    const secrets = await resolveSecrets(config, database.knex);
+    redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
+    const openRedis = redis;
+    return {
+      config,
+      logger,
+      database,
+      knex: database.knex,
+      redis,
+      secrets: secrets.box,
+      cookieKeys: secrets.cookieKeys,
+      usingDevelopmentSecrets: secrets.usingDevelopmentSecrets,
+      appliedMigrations,
+      async close() {
+        if (openRedis) await openRedis.quit().catch(() => openRedis.disconnect());
+        await database.close();
+      },
+    };
+  } catch (err) {
+    redis?.disconnect();
+    await database.close();
+    throw err;
+  }
+}
