@@ -55,6 +55,7 @@ const schema = z.object({
   INTERACTION_TTL: seconds(60 * 60),
   CLIENT_CREDENTIALS_TTL: seconds(15 * 60),
   KEYS_RELOAD_SECONDS: seconds(30),
+  RETIRED_KEYS_PUBLISHED_SECONDS: seconds(7 * 24 * 3600),
   SHUTDOWN_GRACE_SECONDS: seconds(10),
   PASSWORD_HASH_MEMORY_KIB: z.coerce.number().int().min(19456).default(19456),
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
@@ -85,6 +86,8 @@ export interface Config {
     clientCredentials: number;
   };
   keysReloadSeconds: number;
+  /** How long a rotated-out signing key stays in JWKS so tokens it signed still verify. */
+  retiredKeysPublishedSeconds: number;
   shutdownGraceSeconds: number;
   passwordHash: { memoryCost: number; timeCost: number; parallelism: number };
 }
@@ -146,6 +149,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       clientCredentials: e.CLIENT_CREDENTIALS_TTL,
     },
     keysReloadSeconds: e.KEYS_RELOAD_SECONDS,
+    retiredKeysPublishedSeconds: e.RETIRED_KEYS_PUBLISHED_SECONDS,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
     passwordHash: {
       memoryCost: e.PASSWORD_HASH_MEMORY_KIB,

@@ -1,0 +1,111 @@
+// Builds the Koa application: request ids and logs, error pages, security headers, views,
+// static files, health checks, our routes, and oidc-provider mounted last. No I/O happens at
+// import time; everything comes in through `services`.
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Koa from 'koa';
+import Router from '@koa/router';
+import mount from 'koa-mount';
+import serve from 'koa-static';
+import views from 'koa-views';
+import type { Services } from './services.ts';
+import { isAppError } from './errors.ts';
+import { securityHeaders } from './security/headers.ts';
+import { ProviderHost } from './oidc/provider-host.ts';
+import { interactionRouter } from './interactions/router.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
+
+function wantsJson(ctx: Koa.Context): boolean {
+  return ctx.path.startsWith('/admin/api') || (!ctx.accepts('html') && Boolean(ctx.accepts('json')));
+}
+
+function healthRouter(services: Services): Router {
+  const router = new Router();
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', async (ctx) => {
+    const checks: Record<string, 'ok' | 'fail'> = {};
+    const withTimeout = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000))]);
+    try {
+      await withTimeout(services.knex.raw('select 1'));
+      checks.database = 'ok';
+    } catch {
+      checks.database = 'fail';
+    }
+    if (services.redis) {
+      try {
+        await withTimeout(services.redis.ping());
+        checks.redis = 'ok';
+      } catch {
+        checks.redis = 'fail';
+      }
+    }
+    const ready = Object.values(checks).every((v) => v === 'ok');
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'unavailable', checks };
+  });
+  return router;
+}
+
+export interface BuiltApp {
+  app: Koa;
+  host: ProviderHost;
+}
+
+export async function buildApp(services: Services): Promise<BuiltApp> {
+  const { config, logger } = services;
+  const app = new Koa();
+  // oidc-provider signs its cookies with the outer app's keys: they must be the same list.
+  app.keys = services.cookieKeys;
+  app.proxy = config.trustProxy;
+
+  app.use(async (ctx, next) => {
+    const incoming = ctx.get('x-request-id');
+    const requestId = config.trustProxy && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('x-request-id', requestId);
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      // The path only: query strings carry codes and tokens.
+      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
+    }
+  });
+
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      const expected = isAppError(err);
+      const status = expected ? err.status : 500;
+      const code = expected ? err.code : 'server_error';
+      const message = expected ? err.message : 'Something went wrong on our side. Please try again.';
+      if (!expected) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
+      ctx.status = status;
+      if (wantsJson(ctx)) {
+        ctx.body = { error: code, error_description: message };
+      } else {
+        await ctx.render('error', { heading: status >= 500 ? 'Something went wrong' : 'This request could not be completed', message, code, requestId: ctx.state.requestId });
+      }
+    }
+  });
+
+  app.use(securityHeaders(config.issuer));
+  app.use(views(path.join(ROOT, 'views'), { extension: 'ejs', options: { cache: config.env === 'production' } }));
+  app.use(mount('/static', serve(path.join(ROOT, 'public'), { maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
+
+  const host = new ProviderHost(services);
+  await host.start();
+
+  const health = healthRouter(services);
+  app.use(health.routes());
+  const interactions = interactionRouter(services, host);
+  app.use(interactions.routes()).use(interactions.allowedMethods());
+  app.use(host.middleware);
+  return { app, host };
+}

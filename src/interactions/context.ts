@@ -1,0 +1,32 @@
+// What every interaction step needs: the current interaction (from oidc-provider's cookie),
+// its client, the request's origin data for audit events, and a CSRF token for the page.
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import { AppError } from '../errors.ts';
+import type { AuditMeta } from '../domain/audit.ts';
+
+export type InteractionDetails = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+export async function loadInteraction(provider: Provider, ctx: Context): Promise<InteractionDetails> {
+  try {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== ctx.params.uid) throw new errors.SessionNotFound('interaction mismatch');
+    return details;
+  } catch (err) {
+    if (err instanceof errors.SessionNotFound) {
+      throw new AppError('interaction_expired', 'This sign-in page has expired or was opened in another browser. Go back to the application and start again.', 400);
+    }
+    throw err;
+  }
+}
+
+export async function clientNameOf(provider: Provider, details: InteractionDetails): Promise<string> {
+  const clientId = String(details.params.client_id);
+  const client = await provider.Client.find(clientId);
+  return client?.clientName ?? clientId;
+}
+
+export function auditMeta(ctx: Context, clientId?: string): AuditMeta {
+  return { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId, source: 'hosted-pages' };
+}

@@ -1,0 +1,57 @@
+// Email + password step. Wrong email and wrong password get the same answer and the same
+// status, and the domain spends the same argon2 time on both, so the page reveals nothing about
+// which accounts exist.
+import type { Context } from 'koa';
+import { z } from 'zod';
+import type { Services } from '../services.ts';
+import type { ProviderHost } from '../oidc/provider-host.ts';
+import { authenticateWithPassword } from '../domain/users.ts';
+import { csrfToken, verifyCsrf } from '../security/csrf.ts';
+import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
+
+const LoginForm = z.object({
+  email: z.string().trim().max(320).default(''),
+  password: z.string().max(1024).default(''),
+  remember: z.string().optional(),
+});
+
+const BAD_CREDENTIALS = 'Incorrect email or password.';
+
+export async function renderLogin(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, form: { email?: string; remember?: boolean; error?: string } = {}): Promise<void> {
+  await ctx.render('login', {
+    uid: details.uid,
+    clientName: await clientNameOf(host.provider, details),
+    csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
+    email: form.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
+    remember: form.remember ?? false,
+    error: form.error,
+  });
+}
+
+export async function submitLogin(services: Services, host: ProviderHost, ctx: Context): Promise<void> {
+  const provider = host.provider;
+  const details = await loadInteraction(provider, ctx);
+  const body = (ctx.request as { body?: unknown }).body as Record<string, unknown> | undefined;
+  verifyCsrf(ctx, body?._csrf);
+  if (details.prompt.name !== 'login') {
+    ctx.redirect(`/interaction/${details.uid}`);
+    return;
+  }
+  const parsed = LoginForm.safeParse(body ?? {});
+  const form = parsed.success ? parsed.data : { email: '', password: '', remember: undefined };
+  const remember = form.remember === '1' || form.remember === 'on';
+  const clientId = String(details.params.client_id);
+  const outcome = form.email && form.password
+    ? await authenticateWithPassword(services, { email: form.email, password: form.password }, auditMeta(ctx, clientId))
+    : { ok: false as const };
+  if (!outcome.ok) {
+    ctx.status = 401;
+    await renderLogin(services, host, ctx, details, { email: form.email, remember, error: BAD_CREDENTIALS });
+    return;
+  }
+  const redirectTo = await provider.interactionResult(ctx.req, ctx.res, {
+    login: { accountId: outcome.account.id, amr: ['pwd'], remember },
+  }, { mergeWithLastSubmission: false });
+  ctx.status = 303;
+  ctx.redirect(redirectTo);
+}

@@ -1,0 +1,87 @@
+// Process entry: configuration -> services -> app -> listen, and a graceful stop on SIGTERM.
+import http from 'node:http';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createLogger } from './logger.ts';
+import { createServices } from './services.ts';
+import { buildApp } from './app.ts';
+import { ensureSigningKeys } from './oidc/keys.ts';
+import { sweepExpiredPayloads } from './oidc/adapters/sql.ts';
+
+function banner(config: Config, firstStart: boolean): string {
+  const storage = config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`;
+  const lines = [
+    '',
+    `  Gatehouse is running at ${config.issuer}`,
+    `  Discovery: ${config.issuer}/.well-known/openid-configuration`,
+    `  Storage:   ${storage}${config.redisUrl ? ' + Redis' : ''}`,
+  ];
+  if (firstStart || config.env !== 'production') {
+    lines.push(
+      '',
+      '  Register an application and a user:',
+      '    npx gatehouse client create --name "My App" --redirect-uri http://localhost:8080/callback --scope "openid profile email offline_access"',
+      '    npx gatehouse user create --email you@example.com --password "a long passphrase" --name "Your Name" --verified',
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const services = await createServices(config, logger, 'server');
+  if (services.appliedMigrations.length) logger.info({ migrations: services.appliedMigrations }, 'database migrated');
+  if (services.usingDevelopmentSecrets) logger.warn('using generated development secrets; set ENCRYPTION_KEYS and COOKIE_KEYS for production');
+  const createdKeys = await ensureSigningKeys(services);
+  if (createdKeys.length) logger.info({ keys: createdKeys }, 'signing keys generated');
+
+  const { app, host } = await buildApp(services);
+  const server = http.createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
+  logger.info({ issuer: config.issuer, port: config.port }, 'listening');
+  process.stdout.write(banner(config, createdKeys.length > 0));
+
+  // Without Redis, expired protocol rows live in the database until swept.
+  const sweeper = services.redis
+    ? undefined
+    : setInterval(() => {
+      sweepExpiredPayloads(services.knex).catch((err: unknown) => logger.warn({ err }, 'sweeping expired protocol state failed'));
+    }, 10 * 60 * 1000);
+  sweeper?.unref();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    if (sweeper) clearInterval(sweeper);
+    const forced = setTimeout(() => server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
+    forced.unref();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    clearTimeout(forced);
+    await host.stop();
+    await services.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`Gatehouse failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,173 @@
+// The one place oidc-provider is configured. Protocol endpoints (/auth, /token, /me, /jwks,
+// /session/end, introspection, revocation, PAR, discovery) belong to the library; we supply
+// storage, accounts, clients, keys, pages and policies.
+import crypto from 'node:crypto';
+import type { JWK } from 'jose';
+import Provider, { errors, type Configuration, type KoaContextWithOIDC, type Adapter, type AsymmetricSigningAlgorithm } from 'oidc-provider';
+import type { Services } from '../services.ts';
+import { redisAdapterFactory } from './adapters/redis.ts';
+import { sqlAdapterFactory } from './adapters/sql.ts';
+import { ClientAdapter } from './client-adapter.ts';
+import { findAccount } from './account.ts';
+import { findResource } from '../domain/resources.ts';
+import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
+
+export const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
+// Claims released per scope. acr/amr sit under openid so they reach ID tokens.
+export const CLAIMS: Record<string, string[]> = {
+  openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
+  profile: ['name', 'updated_at'],
+  email: ['email', 'email_verified'],
+};
+// Algorithms accepted from clients (private_key_jwt, request objects, DPoP proofs).
+const CLIENT_KEY_ALGS: AsymmetricSigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+export const SIGNING_ALGS: AsymmetricSigningAlgorithm[] = ['RS256', 'ES256'];
+
+function isHttps(issuer: string): boolean {
+  return new URL(issuer).protocol === 'https:';
+}
+
+/** The adapter for every model: clients from our clients table, the rest in Redis or SQL. */
+function adapterFactory(services: Services): (name: string) => Adapter {
+  const protocolState = services.redis ? redisAdapterFactory(services.redis) : sqlAdapterFactory(services.knex);
+  return (name: string) => (name === 'Client' ? new ClientAdapter(services) : protocolState(name));
+}
+
+export function buildConfiguration(services: Services, jwks: JWK[]): Configuration {
+  const { config } = services;
+  const secure = isHttps(config.issuer);
+  const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, signed: true };
+  const ttl = config.ttl;
+  return {
+    adapter: adapterFactory(services),
+    findAccount: (ctx, sub) => findAccount(services, sub),
+    // Private JWKs as stored; jose's JWK and the library's JWK type describe the same JSON.
+    jwks: { keys: jwks as NonNullable<Configuration['jwks']>['keys'] },
+    cookies: { keys: services.cookieKeys, long: cookieOptions, short: cookieOptions },
+    claims: CLAIMS,
+    scopes: SCOPES,
+    responseTypes: ['code'],
+    pkce: { required: () => true },
+    rotateRefreshToken: true,
+    // Refresh tokens only for offline_access, for every client type (as Auth0 does).
+    issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'RS256',
+    },
+    extraClientMetadata: {
+      properties: ['first_party'],
+      validator(_ctx, key, value) {
+        if (key === 'first_party' && value !== undefined && typeof value !== 'boolean') {
+          throw new errors.InvalidClientMetadata('first_party must be a boolean');
+        }
+      },
+    },
+    enabledJWA: {
+      idTokenSigningAlgValues: SIGNING_ALGS,
+      userinfoSigningAlgValues: SIGNING_ALGS,
+      introspectionSigningAlgValues: SIGNING_ALGS,
+      authorizationSigningAlgValues: SIGNING_ALGS,
+      requestObjectSigningAlgValues: CLIENT_KEY_ALGS,
+      clientAuthSigningAlgValues: CLIENT_KEY_ALGS,
+      dPoPSigningAlgValues: CLIENT_KEY_ALGS,
+    },
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    loadExistingGrant: (ctx) => loadExistingGrant(ctx),
+    renderError: (ctx, out, error) => renderProviderError(services, ctx, out, error),
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Confidential clients (resource servers) may introspect any token; public clients,
+        // which cannot prove who they are, only their own.
+        allowedPolicy: async (ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
+      },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => {
+          if (token.clientId !== client.clientId) {
+            throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          }
+          return true;
+        },
+      },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: (ctx, form) => renderLogoutPrompt(services, ctx, form),
+        postLogoutSuccessSource: (ctx) => renderLogoutSuccess(services, ctx),
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, resourceIndicator) => {
+          const resource = await findResource(services.knex, resourceIndicator);
+          if (!resource) throw new errors.InvalidTarget(`resource ${resourceIndicator} is not registered`);
+          return {
+            scope: resource.scope,
+            audience: resource.identifier,
+            accessTokenTTL: resource.accessTokenTtl ?? ttl.accessToken,
+            accessTokenFormat: resource.accessTokenFormat,
+            // ES256: about ten times cheaper to sign than RS256 for tokens minted per request.
+            ...(resource.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'ES256' } } } : {}),
+          };
+        },
+      },
+      dPoP: {
+        enabled: true,
+        // Every instance must derive the same nonce secret, so it comes from the shared cookie key.
+        nonceSecret: crypto.createHash('sha256').update(`dpop-nonce:${services.cookieKeys[0]}`).digest(),
+      },
+      pushedAuthorizationRequests: { enabled: true },
+      userinfo: { enabled: true },
+    },
+    ttl: {
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.accessToken,
+      AuthorizationCode: ttl.authorizationCode,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.clientCredentials,
+      IdToken: ttl.idToken,
+      RefreshToken: ttl.refreshToken,
+      Session: ttl.session,
+      Interaction: ttl.interaction,
+      // A grant must outlive every refresh token issued under it, or refreshes fail early.
+      Grant: Math.max(ttl.refreshToken, ttl.session),
+      DeviceCode: 600,
+      BackchannelAuthenticationRequest: 600,
+    },
+  };
+}
+
+/**
+ * Existing grants are reused; first-party clients get one created on the spot, so their users
+ * never see a consent screen for the company's own apps.
+ */
+async function loadExistingGrant(ctx: KoaContextWithOIDC) {
+  const { oidc } = ctx;
+  const client = oidc.client!;
+  const grantId = oidc.result?.consent?.grantId ?? oidc.session!.grantIdFor(client.clientId);
+  const existing = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
+  if (!(client as unknown as { first_party?: boolean }).first_party) return existing;
+  const grant = existing ?? new oidc.provider.Grant({ clientId: client.clientId, accountId: oidc.session!.accountId! });
+  const requested = oidc.params!.scope ? String(oidc.params!.scope).split(' ') : [];
+  grant.addOIDCScope(requested.filter((s) => SCOPES.includes(s)).join(' '));
+  for (const [resource, scope] of Object.entries(oidc.resourceServers ?? {})) {
+    grant.addResourceScope(resource, (scope as { scope: string }).scope);
+  }
+  await grant.save();
+  return grant;
+}
+
+export function createProvider(services: Services, jwks: JWK[]): Provider {
+  const provider = new Provider(services.config.issuer, buildConfiguration(services, jwks));
+  provider.proxy = services.config.trustProxy;
+  const log = services.logger;
+  provider.on('server_error', (ctx, err) => log.error({ err, requestId: ctx.state?.requestId }, 'provider server error'));
+  provider.on('grant.error', (ctx, err) => log.info({ requestId: ctx.state?.requestId, error: (err as Error).name, description: (err as { error_description?: string }).error_description }, 'token request refused'));
+  return provider;
+}
