@@ -1,0 +1,129 @@
+// oidc-provider storage on the `oidc_payloads` table (PostgreSQL or PGlite through Knex).
+// One row per (model, id). grant_id, uid and user_code are copied out of the payload so that
+// revocation and the secondary lookups are index scans; consumption lives in consumed_at so it
+// can be set atomically without rewriting the JSON. Every time comparison uses the database
+// clock, never the application's, so several app nodes agree on what has expired.
+import type { Knex } from 'knex';
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+
+const TABLE = 'oidc_payloads';
+
+interface PayloadRow {
+  payload: AdapterPayload;
+  /** Whole epoch seconds of consumed_at, or null when not consumed. */
+  consumed: number | null;
+}
+
+function optionalString(value: unknown): string | null {
+  return typeof value === 'string' && value !== '' ? value : null;
+}
+
+export class SqlAdapter implements Adapter {
+  readonly model: string;
+  readonly #knex: Knex;
+
+  constructor(model: string, knex: Knex) {
+    this.model = model;
+    this.#knex = knex;
+  }
+
+  /** Rows of this model that have not expired yet, projected to what find* returns. */
+  #live(): Knex.QueryBuilder {
+    const knex = this.#knex;
+    return knex(TABLE)
+      // extract() yields numeric, which node-postgres hands back as a string; float8 arrives as a number.
+      .select('payload', knex.raw('floor(extract(epoch from consumed_at))::float8 as consumed'))
+      .where('model', this.model)
+      // Expired rows linger until sweepExpiredPayloads runs; they must already read as absent.
+      .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', knex.fn.now()));
+  }
+
+  async #first(query: Knex.QueryBuilder): Promise<AdapterPayload | undefined> {
+    const row = (await query.first()) as PayloadRow | undefined;
+    if (!row) return undefined;
+    return row.consumed === null ? row.payload : { ...row.payload, consumed: row.consumed };
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const knex = this.#knex;
+    // consumed_at is the single source of truth for consumption, so it is not duplicated in the JSON.
+    const { consumed, ...rest } = payload;
+    let consumedAt: Knex.Raw | null = null;
+    if (typeof consumed === 'number') consumedAt = knex.raw('to_timestamp(?)', [consumed]);
+    else if (consumed) consumedAt = knex.fn.now();
+    await knex(TABLE)
+      .insert({
+        model: this.model,
+        id,
+        payload: JSON.stringify(rest),
+        grant_id: optionalString(payload.grantId),
+        user_code: optionalString(payload.userCode),
+        uid: optionalString(payload.uid),
+        consumed_at: consumedAt,
+        expires_at: expiresIn ? knex.raw('now() + make_interval(secs => ?)', [expiresIn]) : null,
+      })
+      .onConflict(['model', 'id'])
+      .merge({
+        payload: knex.raw('excluded.payload'),
+        grant_id: knex.raw('excluded.grant_id'),
+        user_code: knex.raw('excluded.user_code'),
+        uid: knex.raw('excluded.uid'),
+        expires_at: knex.raw('excluded.expires_at'),
+        // Consumption is a one-way latch: re-saving a stale, unconsumed copy of a code or
+        // refresh token must not make it usable again.
+        consumed_at: knex.raw(`coalesce(${TABLE}.consumed_at, excluded.consumed_at)`),
+      });
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return this.#first(this.#live().andWhere('id', id));
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return this.#first(this.#live().andWhere('uid', uid));
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return this.#first(this.#live().andWhere('user_code', userCode));
+  }
+
+  async consume(id: string): Promise<void> {
+    await this.consumeOnce(id);
+  }
+
+  /**
+   * Marks the row consumed; true only for the one call that actually did so. The conditional
+   * UPDATE is the whole race guard: concurrent callers serialize on the row lock and all but the
+   * first match no row.
+   */
+  async consumeOnce(id: string): Promise<boolean> {
+    const updated = await this.#knex(TABLE)
+      .update({ consumed_at: this.#knex.fn.now() })
+      .where({ model: this.model, id })
+      .whereNull('consumed_at');
+    return updated > 0;
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.#knex(TABLE).where({ model: this.model, id }).delete();
+  }
+
+  /** Deletes every model's rows for the grant, whichever model's adapter is asked. */
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.#knex(TABLE).where('grant_id', grantId).delete();
+  }
+}
+
+/** The `adapter` option for oidc-provider; a plain function because the provider calls it without `new`. */
+export function sqlAdapterFactory(knex: Knex): (name: string) => SqlAdapter {
+  return (name: string) => new SqlAdapter(name, knex);
+}
+
+/** Deletes expired rows (reads already ignore them; this only reclaims space). Returns how many. */
+export async function sweepExpiredPayloads(knex: Knex): Promise<number> {
+  // Counted in SQL because knex-pglite does not report a builder delete's row count as a number.
+  const result = await knex.raw<{ rows: { deleted: number }[] }>(
+    `with gone as (delete from ${TABLE} where expires_at < now() returning 1) select count(*)::int as deleted from gone`,
+  );
+  return result.rows[0]?.deleted ?? 0;
+}
