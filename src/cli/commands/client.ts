@@ -1,0 +1,76 @@
+import { Option, type Command } from 'commander';
+import { AUTH_METHODS, createClient, deleteClient, GRANT_TYPES, ID_TOKEN_ALGS, listClients } from '../../domain/clients.ts';
+import { CLI_AUDIT, collect, collectChoice, type CliContext } from '../context.ts';
+
+interface CreateOptions {
+  name: string;
+  redirectUri?: string[];
+  postLogoutRedirectUri?: string[];
+  grantType?: string[];
+  scope?: string;
+  authMethod?: string;
+  clientId?: string;
+  clientSecret?: string;
+  firstParty?: boolean;
+  jwksUri?: string;
+  idTokenAlg?: string;
+}
+
+export function registerClient(program: Command, ctx: CliContext): void {
+  const client = program.command('client').description('register and remove OAuth clients');
+
+  client
+    .command('create')
+    .description('register a client; a generated secret is shown once and stored only encrypted')
+    .requiredOption('--name <name>', 'display name shown on consent pages')
+    .option('--redirect-uri <uri>', 'redirect URI (repeatable; required unless the only grant is client_credentials)', collect)
+    .option('--post-logout-redirect-uri <uri>', 'post-logout redirect URI (repeatable)', collect)
+    .addOption(
+      new Option('--grant-type <type>', `grant type (repeatable: ${GRANT_TYPES.join(', ')}; default authorization_code + refresh_token)`)
+        .argParser(collectChoice(GRANT_TYPES)),
+    )
+    .option('--scope <scopes>', 'space-separated scopes the client may request')
+    .addOption(new Option('--auth-method <method>', 'token endpoint authentication').choices(AUTH_METHODS).default('client_secret_basic'))
+    .option('--client-id <id>', 'client id (default: random)')
+    .option('--client-secret <secret>', 'client secret, at least 16 characters (default: random)')
+    .option('--first-party', 'a client of our own: users are not asked for consent')
+    .option('--jwks-uri <uri>', 'where the client publishes its keys (needed for private_key_jwt)')
+    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm').choices(ID_TOKEN_ALGS))
+    .action((options: CreateOptions) =>
+      ctx.run((services) =>
+        createClient(
+          services,
+          {
+            name: options.name,
+            redirectUris: options.redirectUri ?? [],
+            postLogoutRedirectUris: options.postLogoutRedirectUri ?? [],
+            grantTypes: options.grantType,
+            scope: options.scope,
+            authMethod: options.authMethod,
+            clientId: options.clientId,
+            clientSecret: options.clientSecret,
+            firstParty: options.firstParty === true,
+            jwksUri: options.jwksUri,
+            idTokenSignedResponseAlg: options.idTokenAlg,
+          },
+          CLI_AUDIT,
+        ),
+      ),
+    );
+
+  client
+    .command('list')
+    .description('list registered clients (secrets are never shown)')
+    .action(() => ctx.run(async (services) => ({ clients: await listClients(services) })));
+
+  client
+    .command('delete')
+    .description('delete a client')
+    .argument('<client-id>', 'the client to delete')
+    .action((clientId: string) =>
+      ctx.run(async (services) => {
+        await deleteClient(services, clientId, CLI_AUDIT);
+        return { deleted: clientId };
+      }),
+    );
+}

@@ -1,0 +1,60 @@
+// What every command shares: configuration and services opened per invocation and always
+// closed, results printed as one JSON document on stdout, and option parsers that turn bad
+// values into usage errors (exit code 2) before any database is opened.
+import { InvalidArgumentError } from 'commander';
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { createServices, type Services } from '../services.ts';
+
+export interface CliContext {
+  /** The configuration once a command has loaded it; decides how much an error report shows. */
+  readonly config: Config | undefined;
+  /** Opens the services, runs `action`, prints its result as JSON and closes the services. */
+  run(action: (services: Services) => Promise<unknown>): Promise<void>;
+}
+
+// The server's default level (info) would mix start-up chatter into an operator's terminal;
+// only an explicit debug/trace or a quieter level is taken over from LOG_LEVEL.
+const LEVELS_TAKEN_OVER = new Set(['debug', 'trace', 'error', 'fatal', 'silent']);
+
+export function createCliContext(env: Record<string, string | undefined>): CliContext {
+  let config: Config | undefined;
+  return {
+    get config() {
+      return config;
+    },
+    async run(action) {
+      config = loadConfig(env);
+      const logger = createLogger(LEVELS_TAKEN_OVER.has(config.logLevel) ? config.logLevel : 'warn', pino.destination(2));
+      const services = await createServices(config, logger, 'client');
+      let result: unknown;
+      try {
+        result = await action(services);
+      } finally {
+        await services.close();
+      }
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    },
+  };
+}
+
+/** For options given once per value: `--redirect-uri a --redirect-uri b`. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function collectChoice(choices: readonly string[]): (value: string, previous: string[] | undefined) => string[] {
+  return (value, previous) => {
+    if (!choices.includes(value)) throw new InvalidArgumentError(`Allowed choices are ${choices.join(', ')}.`);
+    return collect(value, previous);
+  };
+}
+
+export function positiveInteger(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('Expected a positive whole number.');
+  return Number(value);
+}
+
+/** Audit events written by CLI commands say so. */
+export const CLI_AUDIT = { source: 'cli' } as const;

@@ -1,0 +1,166 @@
+// Accounts: creation, password changes and password sign-in. Sign-in answers only ok / not ok;
+// why it failed goes to the audit log and nowhere else, so callers cannot reveal whether an
+// email has an account.
+import type { Knex } from 'knex';
+import {
+  findAccountRow,
+  findAccountRowByEmail,
+  insertAccount,
+  listAccountRows,
+  updatePasswordHash,
+  updatePasswordHashByEmail,
+  type AccountRow,
+  type AccountStatus,
+} from '../db/accounts.ts';
+import { AppError } from '../errors.ts';
+import type { Services } from '../services.ts';
+import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
+import { normalizeEmail } from './emails.ts';
+import { assertPasswordAcceptable, hashPassword, MAX_PASSWORD_LENGTH, needsRehash, verifyPassword, type PasswordHashParams } from './passwords.ts';
+
+export type { AccountStatus };
+
+/** What callers outside the domain may see of an account (CLI output, admin API). */
+export interface PublicAccount {
+  id: string;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+  status: AccountStatus;
+  created_at: string;
+}
+
+export interface Account {
+  id: string;
+  email: string;
+  emailVerified: boolean;
+  name: string | null;
+  status: AccountStatus;
+}
+
+export type PasswordAuthResult = { ok: true; account: Account } | { ok: false };
+
+type UserServices = Pick<Services, 'knex' | 'config'>;
+
+const MAX_NAME_LENGTH = 200;
+
+function toPublicAccount(row: AccountRow): PublicAccount {
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    email_verified: row.email_verified,
+    status: row.status,
+    created_at: new Date(row.created_at).toISOString(),
+  };
+}
+
+function toAccount(row: AccountRow): Account {
+  return { id: row.id, email: row.email, emailVerified: row.email_verified, name: row.name, status: row.status };
+}
+
+function normalizeName(name: string | undefined): string | null {
+  if (name === undefined) return null;
+  const trimmed = String(name).trim().normalize('NFC');
+  // eslint-disable-next-line no-control-regex
+  if ([...trimmed].length > MAX_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(trimmed)) {
+    throw new AppError('invalid_name', `names must be at most ${MAX_NAME_LENGTH} characters without control characters`, 400);
+  }
+  return trimmed === '' ? null : trimmed;
+}
+
+export async function createUser(
+  services: UserServices,
+  input: { email: string; password: string; name?: string; emailVerified?: boolean },
+  meta?: AuditMeta,
+): Promise<PublicAccount> {
+  const email = normalizeEmail(input.email);
+  const name = normalizeName(input.name);
+  assertPasswordAcceptable(input.password);
+  // Hashing takes tens of milliseconds; keep it outside the transaction.
+  const passwordHash = await hashPassword(input.password, services.config.passwordHash);
+  const row = await services.knex.transaction(async (trx) => {
+    const inserted = await insertAccount(trx, { email, passwordHash, name, emailVerified: input.emailVerified === true });
+    if (!inserted) return undefined;
+    await recordAudit(trx, { type: 'user.created', outcome: 'success', accountId: inserted.id, ...auditContext(meta) });
+    return inserted;
+  });
+  if (!row) throw new AppError('email_taken', 'an account with this email already exists', 409);
+  return toPublicAccount(row);
+}
+
+export async function listUsers(services: Pick<Services, 'knex'>): Promise<PublicAccount[]> {
+  return (await listAccountRows(services.knex)).map(toPublicAccount);
+}
+
+export async function setPassword(services: UserServices, email: string, password: string, meta?: AuditMeta): Promise<PublicAccount> {
+  const normalized = normalizeEmail(email);
+  assertPasswordAcceptable(password);
+  const passwordHash = await hashPassword(password, services.config.passwordHash);
+  const row = await services.knex.transaction(async (trx) => {
+    const updated = await updatePasswordHashByEmail(trx, normalized, passwordHash);
+    if (!updated) return undefined;
+    await recordAudit(trx, { type: 'user.password_set', outcome: 'success', accountId: updated.id, ...auditContext(meta) });
+    return updated;
+  });
+  if (!row) throw new AppError('account_not_found', 'no account has this email', 404);
+  return toPublicAccount(row);
+}
+
+export async function findAccountById(knex: Knex | Knex.Transaction, id: string): Promise<Account | undefined> {
+  const row = await findAccountRow(knex, id);
+  return row ? toAccount(row) : undefined;
+}
+
+// A hash made with the configured parameters, so a sign-in for an unknown email costs what a
+// real verification costs. Computed once per parameter set and process.
+const dummyHashes = new Map<string, Promise<string>>();
+
+function dummyHash(params: PasswordHashParams): Promise<string> {
+  const key = `${params.memoryCost}:${params.timeCost}:${params.parallelism}`;
+  let hash = dummyHashes.get(key);
+  if (!hash) {
+    hash = hashPassword('gatehouse-timing-equaliser', params);
+    hash.catch(() => dummyHashes.delete(key));
+    dummyHashes.set(key, hash);
+  }
+  return hash;
+}
+
+export async function authenticateWithPassword(
+  services: UserServices,
+  credentials: { email: string; password: string },
+  meta: { ip?: string; userAgent?: string; clientId?: string } = {},
+): Promise<PasswordAuthResult> {
+  const params = services.config.passwordHash;
+  let email: string | undefined;
+  try {
+    email = normalizeEmail(credentials.email);
+  } catch {
+    // A malformed email cannot name an account; it fails like an unknown one.
+  }
+  const row = email ? await findAccountRowByEmail(services.knex, email) : undefined;
+  const password = typeof credentials.password === 'string' ? credentials.password : '';
+  // Longer than any acceptable password (at most two UTF-16 units per character): it matches no
+  // stored hash, and hashing it would only spend CPU.
+  const candidate = password.length > MAX_PASSWORD_LENGTH * 2 ? '' : password;
+  const storedHash = row?.password_hash ?? null;
+  const verified = await verifyPassword(storedHash ?? (await dummyHash(params)), candidate);
+
+  const context = { ip: meta.ip, userAgent: meta.userAgent, clientId: meta.clientId };
+  const fail = async (reason: string, accountId?: string): Promise<PasswordAuthResult> => {
+    await recordAudit(services.knex, { type: 'login.password', outcome: 'failure', accountId, ...context, details: { reason } });
+    return { ok: false };
+  };
+  if (!row) return fail('unknown_email');
+  if (storedHash === null) return fail('no_password', row.id);
+  if (!verified) return fail('bad_password', row.id);
+  if (row.status !== 'active') return fail(`status:${row.status}`, row.id);
+
+  const upgradedHash = needsRehash(storedHash, params) ? await hashPassword(candidate, params) : undefined;
+  await services.knex.transaction(async (trx) => {
+    if (upgradedHash) await updatePasswordHash(trx, row.id, upgradedHash);
+    await recordAudit(trx, { type: 'login.password', outcome: 'success', accountId: row.id, ...context, details: upgradedHash ? { rehashed: true } : {} });
+  });
+  return { ok: true, account: toAccount(row) };
+}
