@@ -10,7 +10,7 @@ import mount from 'koa-mount';
 import serve from 'koa-static';
 import views from 'koa-views';
 import type { Services } from './services.ts';
-import { isAppError } from './errors.ts';
+import { AppError, isAppError } from './errors.ts';
 import { securityHeaders } from './security/headers.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { interactionRouter } from './interactions/router.ts';
@@ -107,5 +107,8 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   const interactions = interactionRouter(services, host);
   app.use(interactions.routes()).use(interactions.allowedMethods());
   app.use(host.middleware);
+  app.use(() => {
+    throw new AppError('not_found', 'There is no page at this address.', 404);
+  });
   return { app, host };
 }
