@@ -22,6 +22,17 @@ function wantsJson(ctx: Koa.Context): boolean {
   return ctx.path.startsWith('/admin/api') || (!ctx.accepts('html') && Boolean(ctx.accepts('json')));
 }
 
+/** Maps a thrown value to what the caller may see; only AppErrors and client errors are explained. */
+function describeError(err: unknown): { status: number; code: string; message: string; expected: boolean } {
+  if (isAppError(err)) return { status: err.status, code: err.code, message: err.message, expected: true };
+  // Koa and its body parser throw http-errors (e.g. 413 too large, 415 wrong type) marked expose.
+  const httpError = err as { status?: unknown; expose?: unknown; message?: unknown };
+  if (typeof httpError.status === 'number' && httpError.status >= 400 && httpError.status < 500 && httpError.expose === true) {
+    return { status: httpError.status, code: 'bad_request', message: String(httpError.message), expected: true };
+  }
+  return { status: 500, code: 'server_error', message: 'Something went wrong on our side. Please try again.', expected: false };
+}
+
 function healthRouter(services: Services): Router {
   const router = new Router();
   router.get('/healthz', (ctx) => {
@@ -81,10 +92,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
     try {
       await next();
     } catch (err) {
-      const expected = isAppError(err);
-      const status = expected ? err.status : 500;
-      const code = expected ? err.code : 'server_error';
-      const message = expected ? err.message : 'Something went wrong on our side. Please try again.';
+      const { status, code, message, expected } = describeError(err);
       if (!expected) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
       ctx.status = status;
       if (wantsJson(ctx)) {
