@@ -31,7 +31,7 @@ export function createRedis(url: string, logger: Logger): Redis {
 }
 
 export async function createServices(config: Config, logger: Logger, role: 'server' | 'client'): Promise<Services> {
-  const database = await openDatabase(config, role);
+  const database = await openDatabase(config, role, logger);
   let redis: Redis | undefined;
   try {
     const appliedMigrations = await migrateLatest(database.knex);

@@ -10,6 +10,7 @@ import ClientPgLite from 'knex-pglite';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
 import { acquirePidLock, lockOwner, type PidLock } from './pid-lock.ts';
 
 export type DatabaseKind = 'postgres' | 'pglite' | 'pglite-socket';
@@ -32,8 +33,17 @@ const SOCKET_INFO_FILE = 'pglite-socket.json';
 // Unix socket paths are limited to ~108 bytes; deeper DATA_DIRs fall back to loopback TCP.
 const MAX_SOCKET_PATH = 100;
 
-function postgresKnex(connection: Knex.PgConnectionConfig | string, poolMax: number): Knex {
-  return knexFactory({ client: 'pg', connection, pool: { min: 0, max: poolMax } });
+type KnexLog = Knex.Config['log'];
+
+// Knex writes its own warnings (e.g. connection errors) to the console; send them to our log.
+function knexLogFor(logger: Logger | undefined): KnexLog {
+  if (!logger) return undefined;
+  const write = (level: 'warn' | 'error' | 'debug') => (message: unknown) => logger[level]({ detail: String(message) }, 'database driver');
+  return { warn: write('warn'), error: write('error'), deprecate: write('warn'), debug: write('debug') };
+}
+
+function postgresKnex(connection: Knex.PgConnectionConfig | string, poolMax: number, log: KnexLog): Knex {
+  return knexFactory({ client: 'pg', connection, pool: { min: 0, max: poolMax }, log });
 }
 
 function pgliteDir(dataDir: string): string {
@@ -57,12 +67,12 @@ function readSocketInfo(dataDir: string): SocketInfo | undefined {
   }
 }
 
-function socketKnex(info: SocketInfo): Knex {
+function socketKnex(info: SocketInfo, log: KnexLog): Knex {
   const connection: Knex.PgConnectionConfig = info.path
     ? { host: path.dirname(info.path), port: 5432, user: 'postgres', database: 'postgres' }
     : { host: info.host ?? '127.0.0.1', port: info.port ?? 5432, user: 'postgres', database: 'postgres' };
   // One connection: the socket server multiplexes onto PGlite's single session.
-  return postgresKnex(connection, 1);
+  return postgresKnex(connection, 1, log);
 }
 
 async function openPglite(dataDir: string, lock: PidLock): Promise<{ pglite: PGlite; knex: Knex }> {
@@ -113,12 +123,12 @@ async function openEmbeddedForServer(dataDir: string): Promise<Database> {
 }
 
 /** For the CLI and tools: the running server's socket if there is one, else the directory itself. */
-async function openEmbeddedForClient(dataDir: string): Promise<Database> {
+async function openEmbeddedForClient(dataDir: string, log: KnexLog): Promise<Database> {
   fs.mkdirSync(dataDir, { recursive: true });
   const viaSocket = async (): Promise<Database | undefined> => {
     const info = readSocketInfo(dataDir);
     if (!info || !(await canConnect(info))) return undefined;
-    const knex = socketKnex(info);
+    const knex = socketKnex(info, log);
     return { knex, kind: 'pglite-socket', close: () => knex.destroy() };
   };
   const existing = await viaSocket();
@@ -142,10 +152,11 @@ async function openEmbeddedForClient(dataDir: string): Promise<Database> {
   };
 }
 
-export async function openDatabase(config: Config, role: 'server' | 'client'): Promise<Database> {
+export async function openDatabase(config: Config, role: 'server' | 'client', logger?: Logger): Promise<Database> {
+  const log = knexLogFor(logger);
   if (config.databaseUrl) {
-    const knex = postgresKnex(config.databaseUrl, config.databasePoolMax);
+    const knex = postgresKnex(config.databaseUrl, config.databasePoolMax, log);
     return { knex, kind: 'postgres', close: () => knex.destroy() };
   }
-  return role === 'server' ? openEmbeddedForServer(config.dataDir) : openEmbeddedForClient(config.dataDir);
+  return role === 'server' ? openEmbeddedForServer(config.dataDir) : openEmbeddedForClient(config.dataDir, log);
 }
