@@ -2,6 +2,7 @@
 // from the server, the CLI and tests whatever the working directory.
 import type { Knex } from 'knex';
 import * as core from './20261121000001_core.ts';
+import * as accountLifecycle from './20261121000002_account_lifecycle.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -10,4 +11,5 @@ export interface Migration {
 
 export const migrations: [name: string, migration: Migration][] = [
   ['20261121000001_core', core],
+  ['20261121000002_account_lifecycle', accountLifecycle],
 ];

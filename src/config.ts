@@ -30,6 +30,19 @@ const encryptionKeys = z
     return keys;
   });
 
+/** "POINTS/SECONDS", e.g. "20/900" = 20 per 15 minutes. */
+const rateLimit = (fallback: string) => z
+  .string()
+  .default(fallback)
+  .transform((raw, ctx) => {
+    const m = /^(\d+)\/(\d+)$/.exec(raw.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+      ctx.addIssue({ code: 'custom', message: 'must be POINTS/SECONDS, e.g. 20/900' });
+      return z.NEVER;
+    }
+    return { points: Number(m[1]), durationSeconds: Number(m[2]) };
+  });
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -57,6 +70,40 @@ const schema = z.object({
   KEYS_RELOAD_SECONDS: seconds(30),
   RETIRED_KEYS_PUBLISHED_SECONDS: seconds(7 * 24 * 3600),
   SHUTDOWN_GRACE_SECONDS: seconds(10),
+  PRODUCT_NAME: z.string().min(1).max(80).default('Gatehouse'),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
+  SMTP_TLS_REJECT_UNAUTHORIZED: bool.default(true),
+  MAIL_FROM: z.string().min(3).optional(),
+  TWILIO_ACCOUNT_SID: z.string().optional(),
+  TWILIO_AUTH_TOKEN: z.string().optional(),
+  TWILIO_FROM: z.string().optional(),
+  TWILIO_MESSAGING_SERVICE_SID: z.string().optional(),
+  TWILIO_API_BASE_URL: z.url().optional(),
+  SIGNUP_ENABLED: bool.default(true),
+  REQUIRE_VERIFIED_EMAIL: bool.default(true),
+  EMAIL_VERIFICATION_TTL: seconds(24 * 3600),
+  EMAIL_VERIFICATION_RESEND_COOLDOWN: seconds(60),
+  PASSWORD_RESET_TTL: seconds(30 * 60),
+  PASSWORD_RESET_COOLDOWN: seconds(60),
+  PASSWORD_RESET_DAILY_CAP: z.coerce.number().int().positive().default(5),
+  INVITATION_TTL: seconds(7 * 24 * 3600),
+  PHONE_CODE_TTL: seconds(5 * 60),
+  LOCKOUT_THRESHOLD: z.coerce.number().int().positive().default(10),
+  LOCKOUT_BASE_SECONDS: seconds(60),
+  LOCKOUT_MAX_SECONDS: seconds(15 * 60),
+  RATE_LIMIT_ENABLED: bool.default(true),
+  RATE_LIMIT_LOGIN_IP: rateLimit('100/3600'),
+  RATE_LIMIT_LOGIN_ACCOUNT_IP: rateLimit('20/900'),
+  RATE_LIMIT_SIGNUP_IP: rateLimit('20/3600'),
+  RATE_LIMIT_RECOVERY_IP: rateLimit('20/3600'),
+  RATE_LIMIT_VERIFY_IP: rateLimit('30/3600'),
+  RATE_LIMIT_OTP_ACCOUNT: rateLimit('10/900'),
+  RATE_LIMIT_TOKEN_CLIENT: rateLimit('1200/60'),
+  CAPTCHA_PROVIDER: z.enum(['turnstile', 'hcaptcha', 'recaptcha']).optional(),
+  CAPTCHA_SITE_KEY: z.string().optional(),
+  CAPTCHA_SECRET: z.string().optional(),
+  CAPTCHA_VERIFY_URL: z.url().optional(),
+  CAPTCHA_LOGIN_AFTER_FAILURES: z.coerce.number().int().min(0).default(3),
   PASSWORD_HASH_MEMORY_KIB: z.coerce.number().int().min(19456).default(19456),
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
@@ -90,6 +137,39 @@ export interface Config {
   retiredKeysPublishedSeconds: number;
   shutdownGraceSeconds: number;
   passwordHash: { memoryCost: number; timeCost: number; parallelism: number };
+  productName: string;
+  mail: { smtpUrl: string | undefined; tlsRejectUnauthorized: boolean; from: string };
+  sms: {
+    twilio: { accountSid: string; authToken: string; from: string | undefined; messagingServiceSid: string | undefined; apiBaseUrl: string | undefined } | undefined;
+  };
+  signupEnabled: boolean;
+  requireVerifiedEmail: boolean;
+  lifecycle: {
+    emailVerificationTtl: number;
+    emailVerificationResendCooldown: number;
+    passwordResetTtl: number;
+    passwordResetCooldown: number;
+    passwordResetDailyCap: number;
+    invitationTtl: number;
+    phoneCodeTtl: number;
+  };
+  lockout: { threshold: number; baseSeconds: number; maxSeconds: number };
+  rateLimits: {
+    enabled: boolean;
+    loginIp: RateLimitRule;
+    loginAccountIp: RateLimitRule;
+    signupIp: RateLimitRule;
+    recoveryIp: RateLimitRule;
+    verifyIp: RateLimitRule;
+    otpAccount: RateLimitRule;
+    tokenClient: RateLimitRule;
+  };
+  captcha: { provider: 'turnstile' | 'hcaptcha' | 'recaptcha'; siteKey: string; secret: string; verifyUrl: string | undefined; loginAfterFailures: number } | undefined;
+}
+
+export interface RateLimitRule {
+  points: number;
+  durationSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -125,6 +205,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (!e.ENCRYPTION_KEYS) problems.push('ENCRYPTION_KEYS: required in production (generated development keys are refused); e.g. k1:$(openssl rand -base64 32)');
     if (!e.COOKIE_KEYS) problems.push('COOKIE_KEYS: required in production; e.g. $(openssl rand -base64 48)');
   }
+  const twilioParts = [e.TWILIO_ACCOUNT_SID, e.TWILIO_AUTH_TOKEN].filter(Boolean).length;
+  if (twilioParts === 1) problems.push('TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together');
+  if (twilioParts === 2 && !e.TWILIO_FROM && !e.TWILIO_MESSAGING_SERVICE_SID) problems.push('TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required with Twilio credentials');
+  const captchaParts = [e.CAPTCHA_PROVIDER, e.CAPTCHA_SITE_KEY, e.CAPTCHA_SECRET].filter(Boolean).length;
+  if (captchaParts > 0 && captchaParts < 3) problems.push('CAPTCHA_PROVIDER, CAPTCHA_SITE_KEY and CAPTCHA_SECRET must be set together');
+  if (e.LOCKOUT_MAX_SECONDS < e.LOCKOUT_BASE_SECONDS) problems.push('LOCKOUT_MAX_SECONDS must be at least LOCKOUT_BASE_SECONDS');
   if (problems.length) throw new ConfigError(problems);
   return {
     env: e.NODE_ENV,
@@ -156,5 +242,41 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeCost: e.PASSWORD_HASH_ITERATIONS,
       parallelism: e.PASSWORD_HASH_PARALLELISM,
     },
+    productName: e.PRODUCT_NAME,
+    mail: {
+      smtpUrl: e.SMTP_URL,
+      tlsRejectUnauthorized: e.SMTP_TLS_REJECT_UNAUTHORIZED,
+      from: e.MAIL_FROM ?? `${e.PRODUCT_NAME} <no-reply@${issuerUrl.hostname}>`,
+    },
+    sms: {
+      twilio: e.TWILIO_ACCOUNT_SID && e.TWILIO_AUTH_TOKEN
+        ? { accountSid: e.TWILIO_ACCOUNT_SID, authToken: e.TWILIO_AUTH_TOKEN, from: e.TWILIO_FROM, messagingServiceSid: e.TWILIO_MESSAGING_SERVICE_SID, apiBaseUrl: e.TWILIO_API_BASE_URL }
+        : undefined,
+    },
+    signupEnabled: e.SIGNUP_ENABLED,
+    requireVerifiedEmail: e.REQUIRE_VERIFIED_EMAIL,
+    lifecycle: {
+      emailVerificationTtl: e.EMAIL_VERIFICATION_TTL,
+      emailVerificationResendCooldown: e.EMAIL_VERIFICATION_RESEND_COOLDOWN,
+      passwordResetTtl: e.PASSWORD_RESET_TTL,
+      passwordResetCooldown: e.PASSWORD_RESET_COOLDOWN,
+      passwordResetDailyCap: e.PASSWORD_RESET_DAILY_CAP,
+      invitationTtl: e.INVITATION_TTL,
+      phoneCodeTtl: e.PHONE_CODE_TTL,
+    },
+    lockout: { threshold: e.LOCKOUT_THRESHOLD, baseSeconds: e.LOCKOUT_BASE_SECONDS, maxSeconds: e.LOCKOUT_MAX_SECONDS },
+    rateLimits: {
+      enabled: e.RATE_LIMIT_ENABLED,
+      loginIp: e.RATE_LIMIT_LOGIN_IP,
+      loginAccountIp: e.RATE_LIMIT_LOGIN_ACCOUNT_IP,
+      signupIp: e.RATE_LIMIT_SIGNUP_IP,
+      recoveryIp: e.RATE_LIMIT_RECOVERY_IP,
+      verifyIp: e.RATE_LIMIT_VERIFY_IP,
+      otpAccount: e.RATE_LIMIT_OTP_ACCOUNT,
+      tokenClient: e.RATE_LIMIT_TOKEN_CLIENT,
+    },
+    captcha: e.CAPTCHA_PROVIDER && e.CAPTCHA_SITE_KEY && e.CAPTCHA_SECRET
+      ? { provider: e.CAPTCHA_PROVIDER, siteKey: e.CAPTCHA_SITE_KEY, secret: e.CAPTCHA_SECRET, verifyUrl: e.CAPTCHA_VERIFY_URL, loginAfterFailures: e.CAPTCHA_LOGIN_AFTER_FAILURES }
+      : undefined,
   };
 }
