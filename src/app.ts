@@ -12,8 +12,12 @@ import views from 'koa-views';
 import type { Services } from './services.ts';
 import { AppError, isAppError } from './errors.ts';
 import { securityHeaders } from './security/headers.ts';
+import { captchaCspSources } from './security/captcha.ts';
+import { setRetryAfter } from './security/rate-limit.ts';
+import { tokenEndpointRateLimit } from './oidc/token-rate-limit.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
-import { interactionRouter } from './interactions/router.ts';
+import { interactionRouter, linksRouter } from './interactions/router.ts';
+import { accountRouter } from './account/router.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
@@ -95,6 +99,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
       const { status, code, message, expected } = describeError(err);
       if (!expected) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
       ctx.status = status;
+      if (isAppError(err) && err.code === 'rate_limited') setRetryAfter(ctx, Number(err.details?.retryAfterSeconds ?? 60));
       if (wantsJson(ctx)) {
         ctx.body = { error: code, error_description: message };
       } else {
@@ -103,7 +108,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
     }
   });
 
-  app.use(securityHeaders(config.issuer));
+  app.use(securityHeaders(config.issuer, captchaCspSources(config.captcha)));
   app.use(views(path.join(ROOT, 'views'), { extension: 'ejs', options: { cache: config.env === 'production' } }));
   app.use(mount('/static', serve(path.join(ROOT, 'public'), { maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
 
@@ -114,6 +119,11 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   app.use(health.routes());
   const interactions = interactionRouter(services, host);
   app.use(interactions.routes()).use(interactions.allowedMethods());
+  const links = linksRouter(services);
+  app.use(links.routes()).use(links.allowedMethods());
+  const account = accountRouter(services, host);
+  app.use(account.routes()).use(account.allowedMethods());
+  app.use(tokenEndpointRateLimit(services.rateLimits));
   app.use(host.middleware);
   app.use(() => {
     throw new AppError('not_found', 'There is no page at this address.', 404);

@@ -6,6 +6,17 @@ import { createServices } from './services.ts';
 import { buildApp } from './app.ts';
 import { ensureSigningKeys } from './oidc/keys.ts';
 import { sweepExpiredPayloads } from './oidc/adapters/sql.ts';
+import { deleteExpiredTokens } from './db/one-time-tokens.ts';
+import { HASHING_SLOTS } from './domain/passwords.ts';
+
+// libuv creates its threadpool the first time it is used, with UV_THREADPOOL_SIZE threads (4 by
+// default), and never resizes it. argon2 hashing (at most HASHING_SLOTS at once) shares it with
+// WebCrypto signing, async fs and DNS lookups: size it so that those keep libuv's usual four
+// threads while every hashing slot is busy, and a token signature never waits for a password
+// hash. Set here rather than in the start script so that every way of starting the server
+// (npm start, the container, `node src/main.ts`) gets it; importing the modules above does not
+// touch the pool. An operator's own UV_THREADPOOL_SIZE wins.
+process.env.UV_THREADPOOL_SIZE ??= String(HASHING_SLOTS + 4);
 
 function banner(config: Config, firstStart: boolean): string {
   const storage = config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`;
@@ -45,26 +56,26 @@ async function main(): Promise<void> {
   if (createdKeys.length) logger.info({ keys: createdKeys }, 'signing keys generated');
 
   const { app, host } = await buildApp(services);
+  services.notifier.start();
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
   logger.info({ issuer: config.issuer, port: config.port }, 'listening');
   process.stdout.write(banner(config, createdKeys.length > 0));
 
-  // Without Redis, expired protocol rows live in the database until swept.
-  const sweeper = services.redis
-    ? undefined
-    : setInterval(() => {
-      sweepExpiredPayloads(services.knex).catch((err: unknown) => logger.warn({ err }, 'sweeping expired protocol state failed'));
-    }, 10 * 60 * 1000);
-  sweeper?.unref();
+  // Expired one-time links, and (without Redis) expired protocol rows, are swept periodically.
+  const sweeper = setInterval(() => {
+    const sweeps = [deleteExpiredTokens(services.knex), ...(services.redis ? [] : [sweepExpiredPayloads(services.knex)])];
+    Promise.all(sweeps).catch((err: unknown) => logger.warn({ err }, 'sweeping expired rows failed'));
+  }, 10 * 60 * 1000);
+  sweeper.unref();
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    if (sweeper) clearInterval(sweeper);
+    clearInterval(sweeper);
     const forced = setTimeout(() => server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
     forced.unref();
     await new Promise<void>((resolve) => {

@@ -8,6 +8,9 @@ import { migrateLatest } from './db/migrate.ts';
 import type { Logger } from './logger.ts';
 import { resolveSecrets } from './security/dev-secrets.ts';
 import type { SecretBox } from './security/encryption.ts';
+import { createNotifier, type Notifier } from './notify/notifier.ts';
+import { createRateLimits, type RateLimits } from './security/rate-limit.ts';
+import { createCaptcha, type Captcha } from './security/captcha.ts';
 
 export interface Services {
   config: Config;
@@ -19,6 +22,11 @@ export interface Services {
   secrets: SecretBox;
   cookieKeys: string[];
   usingDevelopmentSecrets: boolean;
+  /** Mail and SMS through the transactional outbox. */
+  notifier: Notifier;
+  rateLimits: RateLimits;
+  /** Present when a CAPTCHA vendor is configured. */
+  captcha: Captcha | undefined;
   /** Migrations applied while creating these services (empty when the schema was current). */
   appliedMigrations: string[];
   close(): Promise<void>;
@@ -38,6 +46,7 @@ export async function createServices(config: Config, logger: Logger, role: 'serv
     const secrets = await resolveSecrets(config, database.knex);
     redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
     const openRedis = redis;
+    const notifier = createNotifier({ knex: database.knex, secrets: secrets.box, config, logger });
     return {
       config,
       logger,
@@ -47,8 +56,12 @@ export async function createServices(config: Config, logger: Logger, role: 'serv
       secrets: secrets.box,
       cookieKeys: secrets.cookieKeys,
       usingDevelopmentSecrets: secrets.usingDevelopmentSecrets,
+      notifier,
+      rateLimits: createRateLimits({ config, redis, knex: database.knex, logger }),
+      captcha: createCaptcha(config.captcha, logger),
       appliedMigrations,
       async close() {
+        await notifier.stop();
         if (openRedis) await openRedis.quit().catch(() => openRedis.disconnect());
         await database.close();
       },

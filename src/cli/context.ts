@@ -31,6 +31,9 @@ export function createCliContext(env: Record<string, string | undefined>): CliCo
       let result: unknown;
       try {
         result = await action(services);
+        // Mail queued by this command (e.g. an invitation) goes out now: the CLI exits next, and
+        // a running server would otherwise deliver it only on its next pass.
+        await services.notifier.drain();
       } finally {
         await services.close();
       }

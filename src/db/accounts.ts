@@ -9,6 +9,13 @@ export interface AccountRow {
   name: string | null;
   password_hash: string | null;
   status: AccountStatus;
+  phone_number: string | null;
+  phone_number_verified: boolean;
+  failed_login_count: number;
+  lockout_count: number;
+  locked_until: Date | null;
+  last_login_at: Date | null;
+  tokens_valid_after: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -20,12 +27,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Returns undefined when the email is taken (compared case-insensitively by the unique index). */
 export async function insertAccount(
   db: Db,
-  account: { email: string; passwordHash: string | null; name: string | null; emailVerified: boolean },
+  account: { email: string; passwordHash: string | null; name: string | null; emailVerified: boolean; status?: AccountStatus },
 ): Promise<AccountRow | undefined> {
   // ON CONFLICT DO NOTHING instead of catching 23505: concurrent sign-ups race safely and the
   // surrounding transaction is not aborted by the violation.
   const [row] = await db('accounts')
-    .insert({ email: account.email, password_hash: account.passwordHash, name: account.name, email_verified: account.emailVerified })
+    .insert({ email: account.email, password_hash: account.passwordHash, name: account.name, email_verified: account.emailVerified, status: account.status ?? 'active' })
     .onConflict()
     .ignore()
     .returning<AccountRow[]>('*');
@@ -55,6 +62,25 @@ export async function updatePasswordHashByEmail(db: Db, email: string, passwordH
   const [row] = await db('accounts')
     .whereRaw('lower(email) = lower(?)', [email])
     .update({ password_hash: passwordHash, updated_at: db.fn.now() })
+    .returning<AccountRow[]>('*');
+  return row;
+}
+
+/** Partial update of profile/status columns; returns the updated row. */
+export async function updateAccount(
+  db: Db,
+  id: string,
+  changes: Partial<Pick<AccountRow, 'email' | 'email_verified' | 'name' | 'password_hash' | 'status' | 'phone_number' | 'phone_number_verified'>> & { revokeTokens?: boolean; clearLockout?: boolean },
+): Promise<AccountRow | undefined> {
+  const { revokeTokens, clearLockout, ...columns } = changes;
+  const [row] = await db('accounts')
+    .where({ id })
+    .update({
+      ...columns,
+      ...(revokeTokens ? { tokens_valid_after: db.fn.now() } : {}),
+      ...(clearLockout ? { failed_login_count: 0, lockout_count: 0, locked_until: null } : {}),
+      updated_at: db.fn.now(),
+    })
     .returning<AccountRow[]>('*');
   return row;
 }

@@ -1,5 +1,6 @@
 // Password hashing with argon2id. The parameters come from configuration; hashes made under
 // older parameters still verify and are upgraded on the next successful sign-in (needsRehash).
+import os from 'node:os';
 import * as argon2 from 'argon2';
 import { AppError } from '../errors.ts';
 
@@ -21,19 +22,47 @@ export function assertPasswordAcceptable(password: string): void {
   }
 }
 
+/**
+ * How many argon2 computations run at once: one per core. Each is tens of milliseconds of pure CPU
+ * on libuv's threadpool, which WebCrypto signing (every token), async fs and DNS share; libuv
+ * queues work in one FIFO, so an unbounded burst of sign-ins would put every token signature
+ * behind all of them. Excess sign-ins wait here instead, holding neither a thread nor argon2's
+ * memory. More at once would not finish sooner, the cores being busy already. src/main.ts sizes
+ * the threadpool to this plus the four threads libuv has by default.
+ */
+export const HASHING_SLOTS = Math.max(1, os.availableParallelism());
+
+let freeSlots = HASHING_SLOTS;
+const waiting: (() => void)[] = [];
+
+async function withHashingSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (freeSlots > 0) freeSlots -= 1;
+  else await new Promise<void>((resolve) => waiting.push(resolve));
+  try {
+    return await work();
+  } finally {
+    // Hand the slot straight to the next waiter (first come, first served), or free it.
+    const next = waiting.shift();
+    if (next) next();
+    else freeSlots += 1;
+  }
+}
+
 export async function hashPassword(password: string, params: PasswordHashParams): Promise<string> {
-  return argon2.hash(password.normalize('NFC'), {
+  const normalized = password.normalize('NFC');
+  return withHashingSlot(() => argon2.hash(normalized, {
     type: argon2.argon2id,
     memoryCost: params.memoryCost,
     timeCost: params.timeCost,
     parallelism: params.parallelism,
-  });
+  }));
 }
 
 /** False for a wrong password and for a hash that cannot be parsed (never throws on bad input). */
 export async function verifyPassword(hash: string, password: string): Promise<boolean> {
   try {
-    return await argon2.verify(hash, password.normalize('NFC'));
+    const normalized = password.normalize('NFC');
+    return await withHashingSlot(() => argon2.verify(hash, normalized));
   } catch {
     return false;
   }

@@ -16,6 +16,8 @@ import { AppError } from '../errors.ts';
 import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
 import { normalizeEmail } from './emails.ts';
+import { pageLink } from './links.ts';
+import { lockState, recordFailedLogin, recordSuccessfulLogin } from './lockout.ts';
 import { assertPasswordAcceptable, hashPassword, MAX_PASSWORD_LENGTH, needsRehash, verifyPassword, type PasswordHashParams } from './passwords.ts';
 
 export type { AccountStatus };
@@ -36,15 +38,24 @@ export interface Account {
   emailVerified: boolean;
   name: string | null;
   status: AccountStatus;
+  phoneNumber: string | null;
+  phoneNumberVerified: boolean;
+  /** Sessions and tokens issued before this instant are no longer honoured. */
+  tokensValidAfter: Date | null;
 }
 
-export type PasswordAuthResult = { ok: true; account: Account } | { ok: false };
+/**
+ * `unverifiedEmail` is set only when the password was right but the address still needs
+ * verifying: the caller may then say so, since only the owner could have got this far.
+ */
+export type PasswordAuthResult = { ok: true; account: Account } | { ok: false; unverifiedEmail?: string };
 
 type UserServices = Pick<Services, 'knex' | 'config'>;
+type SignInServices = Pick<Services, 'knex' | 'config' | 'notifier'>;
 
 const MAX_NAME_LENGTH = 200;
 
-function toPublicAccount(row: AccountRow): PublicAccount {
+export function toPublicAccount(row: AccountRow): PublicAccount {
   return {
     id: row.id,
     email: row.email,
@@ -56,11 +67,20 @@ function toPublicAccount(row: AccountRow): PublicAccount {
 }
 
 function toAccount(row: AccountRow): Account {
-  return { id: row.id, email: row.email, emailVerified: row.email_verified, name: row.name, status: row.status };
+  return {
+    id: row.id,
+    email: row.email,
+    emailVerified: row.email_verified,
+    name: row.name,
+    status: row.status,
+    phoneNumber: row.phone_number,
+    phoneNumberVerified: row.phone_number_verified,
+    tokensValidAfter: row.tokens_valid_after ? new Date(row.tokens_valid_after) : null,
+  };
 }
 
-function normalizeName(name: string | undefined): string | null {
-  if (name === undefined) return null;
+export function normalizeName(name: string | undefined | null): string | null {
+  if (name === undefined || name === null) return null;
   const trimmed = String(name).trim().normalize('NFC');
   // eslint-disable-next-line no-control-regex
   if ([...trimmed].length > MAX_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(trimmed)) {
@@ -127,12 +147,18 @@ function dummyHash(params: PasswordHashParams): Promise<string> {
   return hash;
 }
 
+/** Which states may finish signing in: active, and pending ones when verification is optional. */
+export function maySignIn(account: { status: AccountStatus }, requireVerifiedEmail: boolean): boolean {
+  return account.status === 'active' || (account.status === 'pending' && !requireVerifiedEmail);
+}
+
 export async function authenticateWithPassword(
-  services: UserServices,
+  services: SignInServices,
   credentials: { email: string; password: string },
   meta: { ip?: string; userAgent?: string; clientId?: string } = {},
 ): Promise<PasswordAuthResult> {
-  const params = services.config.passwordHash;
+  const { config } = services;
+  const params = config.passwordHash;
   let email: string | undefined;
   try {
     email = normalizeEmail(credentials.email);
@@ -145,6 +171,7 @@ export async function authenticateWithPassword(
   // stored hash, and hashing it would only spend CPU.
   const candidate = password.length > MAX_PASSWORD_LENGTH * 2 ? '' : password;
   const storedHash = row?.password_hash ?? null;
+  // Always one verification, whatever the account's state, so timing reveals nothing.
   const verified = await verifyPassword(storedHash ?? (await dummyHash(params)), candidate);
 
   const context = { ip: meta.ip, userAgent: meta.userAgent, clientId: meta.clientId };
@@ -153,13 +180,35 @@ export async function authenticateWithPassword(
     return { ok: false };
   };
   if (!row) return fail('unknown_email');
+  if (lockState(row).locked) return fail('locked', row.id);
   if (storedHash === null) return fail('no_password', row.id);
-  if (!verified) return fail('bad_password', row.id);
-  if (row.status !== 'active') return fail(`status:${row.status}`, row.id);
+  if (!verified) {
+    const lock = await services.knex.transaction(async (trx) => {
+      const outcome = await recordFailedLogin(trx, row.id, config.lockout);
+      await recordAudit(trx, { type: 'login.password', outcome: 'failure', accountId: row.id, ...context, details: { reason: 'bad_password' } });
+      if (outcome.lockedNow && outcome.until) {
+        await recordAudit(trx, { type: 'user.locked', outcome: 'success', accountId: row.id, ...context, details: { until: outcome.until.toISOString() } });
+        await services.notifier.queueMail(trx, {
+          to: row.email,
+          template: 'account-locked',
+          data: { name: row.name, until: outcome.until, resetLink: pageLink(config, 'forgot-password') },
+        });
+      }
+      return outcome;
+    });
+    if (lock.lockedNow) services.notifier.kick();
+    return { ok: false };
+  }
+  if (row.status === 'pending' && !row.email_verified && config.requireVerifiedEmail) {
+    await fail('email_not_verified', row.id);
+    return { ok: false, unverifiedEmail: row.email };
+  }
+  if (!maySignIn(row, config.requireVerifiedEmail)) return fail(`status:${row.status}`, row.id);
 
   const upgradedHash = needsRehash(storedHash, params) ? await hashPassword(candidate, params) : undefined;
   await services.knex.transaction(async (trx) => {
     if (upgradedHash) await updatePasswordHash(trx, row.id, upgradedHash);
+    await recordSuccessfulLogin(trx, row.id);
     await recordAudit(trx, { type: 'login.password', outcome: 'success', accountId: row.id, ...context, details: upgradedHash ? { rehashed: true } : {} });
   });
   return { ok: true, account: toAccount(row) };

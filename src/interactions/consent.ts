@@ -13,6 +13,7 @@ const SCOPE_WORDS: Record<string, string> = {
   openid: 'Confirm who you are',
   profile: 'See your name',
   email: 'See your email address and whether it is verified',
+  phone: 'See your phone number and whether it is verified',
   offline_access: 'Stay connected when you are not using it',
 };
 

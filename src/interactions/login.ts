@@ -8,6 +8,9 @@ import type { ProviderHost } from '../oidc/provider-host.ts';
 import { authenticateWithPassword } from '../domain/users.ts';
 import { csrfToken, verifyCsrf } from '../security/csrf.ts';
 import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
+import { checkCaptcha, loginNeedsCaptcha, offerCaptcha, refuseWhileLimited } from './guards.ts';
+import { normalizeEmail } from '../domain/emails.ts';
+import { AppError } from '../errors.ts';
 
 const LoginForm = z.object({
   email: z.string().trim().max(320).default(''),
@@ -17,7 +20,8 @@ const LoginForm = z.object({
 
 const BAD_CREDENTIALS = 'Incorrect email or password.';
 
-export async function renderLogin(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, form: { email?: string; remember?: boolean; error?: string } = {}): Promise<void> {
+export async function renderLogin(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, form: { email?: string; remember?: boolean; error?: string; unverifiedEmail?: string } = {}): Promise<void> {
+  if (await loginNeedsCaptcha(services, ctx.ip)) offerCaptcha(services, ctx);
   await ctx.render('login', {
     uid: details.uid,
     clientName: await clientNameOf(host.provider, details),
@@ -25,6 +29,11 @@ export async function renderLogin(services: Services, host: ProviderHost, ctx: C
     email: form.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
     remember: form.remember ?? false,
     error: form.error,
+    signupHref: services.config.signupEnabled ? `/interaction/${details.uid}/signup` : undefined,
+    forgotHref: `/interaction/${details.uid}/forgot`,
+    captcha: ctx.state.captcha,
+    unverifiedEmail: form.unverifiedEmail,
+    resendAction: `/interaction/${details.uid}/signup/resend`,
   });
 }
 
@@ -41,12 +50,42 @@ export async function submitLogin(services: Services, host: ProviderHost, ctx: C
   const form = parsed.success ? parsed.data : { email: '', password: '', remember: undefined };
   const remember = form.remember === '1' || form.remember === 'on';
   const clientId = String(details.params.client_id);
+  const ip = ctx.ip;
+  let accountKey: string;
+  try {
+    accountKey = `${normalizeEmail(form.email)}|${ip}`;
+  } catch {
+    accountKey = `invalid|${ip}`;
+  }
+  // Limits count failures only, so people who type their password right are never slowed down.
+  await refuseWhileLimited(services, 'loginIp', ip);
+  await refuseWhileLimited(services, 'loginAccountIp', accountKey);
+  if (await loginNeedsCaptcha(services, ip)) {
+    try {
+      await checkCaptcha(services, ctx, body ?? {});
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      ctx.status = 400;
+      await renderLogin(services, host, ctx, details, { email: form.email, remember, error: err.message });
+      return;
+    }
+  }
   const outcome = form.email && form.password
     ? await authenticateWithPassword(services, { email: form.email, password: form.password }, auditMeta(ctx, clientId))
     : { ok: false as const };
   if (!outcome.ok) {
+    if (!('unverifiedEmail' in outcome && outcome.unverifiedEmail)) {
+      await services.rateLimits.consume('loginIp', ip);
+      await services.rateLimits.consume('loginAccountIp', accountKey);
+    }
     ctx.status = 401;
-    await renderLogin(services, host, ctx, details, { email: form.email, remember, error: BAD_CREDENTIALS });
+    const unverifiedEmail = 'unverifiedEmail' in outcome ? outcome.unverifiedEmail : undefined;
+    await renderLogin(services, host, ctx, details, {
+      email: form.email,
+      remember,
+      error: unverifiedEmail ? 'Verify your email address first: open the link we sent you, then sign in again.' : BAD_CREDENTIALS,
+      unverifiedEmail,
+    });
     return;
   }
   const redirectTo = await provider.interactionResult(ctx.req, ctx.res, {

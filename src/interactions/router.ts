@@ -9,6 +9,9 @@ import { verifyCsrf } from '../security/csrf.ts';
 import { loadInteraction } from './context.ts';
 import { renderLogin, submitLogin } from './login.ts';
 import { renderConsent, submitConsent } from './consent.ts';
+import { renderSignup, submitResend, submitSignup } from './signup.ts';
+import { renderForgot, showReset, submitForgot, submitReset } from './recovery.ts';
+import { showInvitation, showVerifyEmail, submitInvitation } from './verification.ts';
 
 export function interactionRouter(services: Services, host: ProviderHost): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
@@ -23,6 +26,17 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
   });
 
   router.post('/login', body, (ctx) => submitLogin(services, host, ctx));
+  router.get('/signup', (ctx) => renderSignup(services, host, ctx));
+  router.post('/signup', body, (ctx) => submitSignup(services, host, ctx));
+  router.post('/signup/resend', body, (ctx) => submitResend(services, host, ctx));
+  router.get('/forgot', async (ctx) => {
+    const details = await loadInteraction(host.provider, ctx);
+    await renderForgot(services, ctx, { action: `/interaction/${details.uid}/forgot`, back: `/interaction/${details.uid}` });
+  });
+  router.post('/forgot', body, async (ctx) => {
+    const details = await loadInteraction(host.provider, ctx);
+    await submitForgot(services, ctx, { action: `/interaction/${details.uid}/forgot`, back: `/interaction/${details.uid}` }, String(details.params.client_id));
+  });
   router.post('/consent', body, (ctx) => submitConsent(services, host, ctx));
 
   router.post('/abort', body, async (ctx) => {
@@ -36,5 +50,19 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
     ctx.redirect(redirectTo);
   });
 
+  return router;
+}
+
+/** Pages opened from mailed links, outside any sign-in. */
+export function linksRouter(services: Services): Router {
+  const router = new Router();
+  const body = bodyParser({ enableTypes: ['form'], formLimit: '32kb' });
+  router.get('/verify-email', (ctx) => showVerifyEmail(services, ctx));
+  router.get('/forgot-password', (ctx) => renderForgot(services, ctx, { action: '/forgot-password', back: undefined }));
+  router.post('/forgot-password', body, (ctx) => submitForgot(services, ctx, { action: '/forgot-password', back: undefined }));
+  router.get('/reset-password', (ctx) => showReset(services, ctx));
+  router.post('/reset-password', body, (ctx) => submitReset(services, ctx));
+  router.get('/invitation', (ctx) => showInvitation(services, ctx));
+  router.post('/invitation', body, (ctx) => submitInvitation(services, ctx));
   return router;
 }

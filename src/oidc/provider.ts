@@ -12,12 +12,13 @@ import { findAccount } from './account.ts';
 import { findResource } from '../domain/resources.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
 
-export const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
+export const SCOPES = ['openid', 'profile', 'email', 'phone', 'offline_access'];
 // Claims released per scope. acr/amr sit under openid so they reach ID tokens.
 export const CLAIMS: Record<string, string[]> = {
   openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
   profile: ['name', 'updated_at'],
   email: ['email', 'email_verified'],
+  phone: ['phone_number', 'phone_number_verified'],
 };
 // Algorithms accepted from clients (private_key_jwt, request objects, DPoP proofs).
 const CLIENT_KEY_ALGS: AsymmetricSigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256', 'PS256'];
@@ -40,7 +41,7 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
   const ttl = config.ttl;
   return {
     adapter: adapterFactory(services),
-    findAccount: (ctx, sub) => findAccount(services, sub),
+    findAccount: (ctx, sub, token) => findAccount(services, ctx, sub, token),
     // Private JWKs as stored; jose's JWK and the library's JWK type describe the same JSON.
     jwks: { keys: jwks as NonNullable<Configuration['jwks']>['keys'] },
     cookies: { keys: services.cookieKeys, long: cookieOptions, short: cookieOptions },

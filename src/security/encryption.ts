@@ -45,6 +45,15 @@ export class SecretBox {
     return Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]);
   }
 
+  /**
+   * Keyed hash for short secrets (e.g. 6-digit codes) stored for comparison: without the key a
+   * leaked hash cannot be brute-forced. Derived from the current key, so it changes on rotation.
+   */
+  mac(data: string, purpose: string): string {
+    const key = Buffer.from(crypto.hkdfSync('sha256', this.#keys[0]!.key, Buffer.alloc(0), `gatehouse-mac:${purpose}`, 32));
+    return crypto.createHmac('sha256', key).update(data, 'utf8').digest('hex');
+  }
+
   decryptText(ciphertext: string, associatedData: string): string {
     return this.decrypt(ciphertext, associatedData).toString('utf8');
   }

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { createUser, listUsers, setPassword } from '../../domain/users.ts';
+import { changeAccountStatus, type StatusAction } from '../../domain/account-status.ts';
+import { inviteUser } from '../../domain/invitations.ts';
 import { CLI_AUDIT, type CliContext } from '../context.ts';
 
 export function registerUser(program: Command, ctx: CliContext): void {
@@ -31,4 +33,27 @@ export function registerUser(program: Command, ctx: CliContext): void {
     .action((options: { email: string; password: string }) =>
       ctx.run(async (services) => ({ password_set: true, account: await setPassword(services, options.email, options.password, CLI_AUDIT) })),
     );
+
+  user
+    .command('invite')
+    .description('create a pending account and email it a link (valid 7 days) to choose a password')
+    .requiredOption('--email <email>', 'email address of the invitee')
+    .option('--name <name>', 'display name')
+    .action((options: { email: string; name?: string }) =>
+      ctx.run(async (services) => ({ invited: true, account: await inviteUser(services, { email: options.email, name: options.name }, CLI_AUDIT) })),
+    );
+
+  const states: [StatusAction, string][] = [
+    ['suspend', 'suspend an account: it cannot sign in and its sessions and refresh tokens stop working'],
+    ['reactivate', 'make a suspended, blocked or locked account active again'],
+    ['block', 'block an account (like suspend, for abuse): it cannot sign in and its tokens stop working'],
+    ['unlock', 'end a temporary lockout after failed sign-ins'],
+    ['delete', 'delete an account: personal data is removed, the audit trail stays'],
+  ];
+  for (const [action, description] of states) {
+    user
+      .command(`${action} <email>`)
+      .description(description)
+      .action((email: string) => ctx.run(async (services) => ({ account: await changeAccountStatus(services, email, action, CLI_AUDIT) })));
+  }
 }

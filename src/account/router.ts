@@ -1,0 +1,115 @@
+// /account: the signed-in person's own page. Each change is a form POST (CSRF-checked) that
+// redirects back with a notice, so reloading never repeats it.
+import Router from '@koa/router';
+import { bodyParser } from '@koa/bodyparser';
+import type { Context } from 'koa';
+import type { Services } from '../services.ts';
+import type { ProviderHost } from '../oidc/provider-host.ts';
+import { csrfToken } from '../security/csrf.ts';
+import { checkedForm, formErrors, text } from '../interactions/forms.ts';
+import { auditMeta } from '../interactions/context.ts';
+import { changeName, changePassword } from '../domain/profile.ts';
+import { addPhone, confirmPhone, removePhone, resendPhoneCode } from '../domain/phone.ts';
+import { limitAttempt } from '../interactions/guards.ts';
+import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, type SignedIn } from './session.ts';
+
+const NOTICES: Record<string, string> = {
+  name: 'Your name is saved.',
+  password: 'Your password is changed. We sent a confirmation to your email address.',
+  'phone-added': 'We sent a 6-digit code to your phone. Enter it below to confirm the number.',
+  'phone-resent': 'We sent a new code to your phone.',
+  'phone-verified': 'Your phone number is confirmed.',
+  'phone-removed': 'Your phone number is removed.',
+};
+
+interface PageState {
+  errors?: Record<string, string>;
+  error?: string;
+}
+
+export function accountRouter(services: Services, host: ProviderHost): Router {
+  const router = new Router({ prefix: '/account' });
+  const body = bodyParser({ enableTypes: ['form'], formLimit: '32kb' });
+
+  const render = async (ctx: Context, signedIn: SignedIn, state: PageState = {}) => {
+    ctx.set('cache-control', 'no-store');
+    const done = typeof ctx.query.done === 'string' ? NOTICES[ctx.query.done] : undefined;
+    const signOut = new URL(`${services.config.issuer}/session/end`);
+    signOut.search = new URLSearchParams({ client_id: ACCOUNT_CLIENT_ID, post_logout_redirect_uri: `${services.config.issuer}/account/signed-out` }).toString();
+    await ctx.render('account', {
+      account: signedIn.account,
+      csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
+      notice: state.error || state.errors ? undefined : done,
+      error: state.error,
+      errors: state.errors ?? {},
+      signOutHref: `${signOut.pathname}${signOut.search}`,
+    });
+  };
+
+  /** A POST handler that needs a signed-in account; form errors re-render the page. */
+  const change = (action: (signedIn: SignedIn, form: Record<string, unknown>, ctx: Context) => Promise<string>) => async (ctx: Context) => {
+    const signedIn = await currentAccount(services, host, ctx);
+    if (!signedIn) {
+      ctx.status = 303;
+      ctx.redirect('/account');
+      return;
+    }
+    const form = checkedForm(ctx);
+    try {
+      const done = await action(signedIn, form, ctx);
+      ctx.status = 303;
+      ctx.redirect(`/account?done=${done}`);
+    } catch (err) {
+      const { errors, error, status } = formErrors(err);
+      ctx.status = status;
+      const fresh = (await currentAccount(services, host, ctx)) ?? signedIn;
+      await render(ctx, fresh, { errors, error });
+    }
+  };
+
+  router.get('/', async (ctx) => {
+    const signedIn = await currentAccount(services, host, ctx);
+    if (!signedIn) return startAccountLogin(services, ctx);
+    await render(ctx, signedIn);
+  });
+
+  router.get('/callback', async (ctx) => {
+    const outcome = finishAccountLogin(ctx);
+    if (outcome === 'ok' || outcome === 'bad_state') {
+      // A stale or foreign state only means this round trip was not ours: start over.
+      ctx.redirect('/account');
+      return;
+    }
+    await ctx.render('notice', { heading: 'Not signed in', message: 'Sign-in was cancelled.', links: [{ href: '/account', label: 'Sign in to your account' }] });
+  });
+
+  router.get('/signed-out', (ctx) => ctx.render('notice', { heading: 'You are signed out', message: 'You have signed out of your account on this device.', links: [{ href: '/account', label: 'Sign in again' }] }));
+
+  router.post('/name', body, change(async ({ account }, form, ctx) => {
+    await changeName(services, account.id, text(form, 'name', 400), auditMeta(ctx));
+    return 'name';
+  }));
+  router.post('/password', body, change(async ({ account }, form, ctx) => {
+    await changePassword(services, account.id, text(form, 'current_password'), text(form, 'new_password'), auditMeta(ctx));
+    return 'password';
+  }));
+  router.post('/phone', body, change(async ({ account }, form, ctx) => {
+    await addPhone(services, account.id, text(form, 'phone', 64), auditMeta(ctx));
+    return 'phone-added';
+  }));
+  router.post('/phone/resend', body, change(async ({ account }) => {
+    await limitAttempt(services, 'verifyIp', account.id);
+    await resendPhoneCode(services, account.id);
+    return 'phone-resent';
+  }));
+  router.post('/phone/confirm', body, change(async ({ account }, form, ctx) => {
+    await limitAttempt(services, 'otpAccount', account.id);
+    await confirmPhone(services, account.id, text(form, 'code', 16), auditMeta(ctx));
+    return 'phone-verified';
+  }));
+  router.post('/phone/remove', body, change(async ({ account }, _form, ctx) => {
+    await removePhone(services, account.id, auditMeta(ctx));
+    return 'phone-removed';
+  }));
+  return router;
+}
