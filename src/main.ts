@@ -7,6 +7,7 @@ import { buildApp } from './app.ts';
 import { ensureSigningKeys } from './oidc/keys.ts';
 import { sweepExpiredPayloads } from './oidc/adapters/sql.ts';
 import { deleteExpiredTokens } from './db/one-time-tokens.ts';
+import { startControlServer } from './cli/control.ts';
 import { HASHING_SLOTS } from './domain/passwords.ts';
 
 // libuv creates its threadpool the first time it is used, with UV_THREADPOOL_SIZE threads (4 by
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  const services = await createServices(config, logger, 'server');
+  const services = await createServices(config, logger);
   if (services.appliedMigrations.length) logger.info({ migrations: services.appliedMigrations }, 'database migrated');
   if (services.usingDevelopmentSecrets) logger.warn('using generated development secrets; set ENCRYPTION_KEYS and COOKIE_KEYS for production');
   const createdKeys = await ensureSigningKeys(services);
@@ -57,6 +58,8 @@ async function main(): Promise<void> {
 
   const { app, host } = await buildApp(services);
   services.notifier.start();
+  // On the embedded database, `gatehouse` commands run inside this process (see cli/control.ts).
+  const control = config.databaseUrl ? undefined : await startControlServer(services);
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
       server.closeIdleConnections();
     });
     clearTimeout(forced);
+    await control?.close();
     await host.stop();
     await services.close();
     logger.info('stopped');

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
+import type { PidLock } from './db/pid-lock.ts';
 import { migrateLatest } from './db/migrate.ts';
 import type { Logger } from './logger.ts';
 import { resolveSecrets } from './security/dev-secrets.ts';
@@ -38,8 +39,8 @@ export function createRedis(url: string, logger: Logger): Redis {
   return redis;
 }
 
-export async function createServices(config: Config, logger: Logger, role: 'server' | 'client'): Promise<Services> {
-  const database = await openDatabase(config, role, logger);
+export async function createServices(config: Config, logger: Logger, lock?: PidLock): Promise<Services> {
+  const database = await openDatabase(config, logger, lock);
   let redis: Redis | undefined;
   try {
     const appliedMigrations = await migrateLatest(database.knex);

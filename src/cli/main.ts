@@ -1,60 +1,68 @@
 // The `gatehouse` command (started through bin/gatehouse.js). Exit codes: 0 success, 1 the
 // command failed (expected errors print {"error","message"} JSON on stderr), 2 bad usage.
-import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../config.ts';
-import { isAppError } from '../errors.ts';
-import { registerClient } from './commands/client.ts';
-import { registerKeys } from './commands/keys.ts';
-import { registerMigrate } from './commands/migrate.ts';
-import { registerResource } from './commands/resource.ts';
-import { registerUser } from './commands/user.ts';
-import { createCliContext, type CliContext } from './context.ts';
+// On the embedded database a running server owns the data directory, so the command is sent to
+// it and runs there; otherwise (no server, or PostgreSQL) the command opens the database itself.
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadConfig } from '../config.ts';
+import { LOCK_FILE } from '../db/database.ts';
+import { tryAcquirePidLock, type PidLock } from '../db/pid-lock.ts';
+import { createCliContext, type CliOutput } from './context.ts';
+import { forwardToServer } from './control.ts';
+import { runCommandLine } from './program.ts';
 
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
+const output: CliOutput = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+};
 
-function buildProgram(ctx: CliContext): Command {
-  const program = new Command('gatehouse')
-    .description('Gatehouse OpenID Connect provider administration. Reads the same environment as the server (DATA_DIR, DATABASE_URL, ENCRYPTION_KEYS, ...).')
-    // Set before any subcommand is added: subcommands inherit these settings when created.
-    .exitOverride()
-    .showHelpAfterError('(add --help for usage)');
-  registerMigrate(program, ctx);
-  registerClient(program, ctx);
-  registerUser(program, ctx);
-  registerResource(program, ctx);
-  registerKeys(program, ctx);
-  return program;
+/** Where the command runs: in the server (its result), or here (holding the directory lock). */
+async function placeCommand(dataDir: string, args: string[]): Promise<{ forwarded: number } | { lock: PidLock }> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const forwarded = await forwardToServer(dataDir, args);
+    if (forwarded) {
+      output.out(forwarded.stdout);
+      output.err(forwarded.stderr);
+      return { forwarded: forwarded.code };
+    }
+    // No server is listening: run here once the directory is free (a server may be starting,
+    // or another command finishing; both let go or start listening within moments).
+    const lock = tryAcquirePidLock(path.join(dataDir, LOCK_FILE));
+    if (lock) return { lock };
+    if (Date.now() > deadline) throw new Error(`the embedded database in ${dataDir} is busy: another process holds it and no server answers on its control socket`);
+    await sleep(200);
+  }
 }
 
-function report(err: unknown, ctx: CliContext): number {
-  // Commander has already printed its message (and the usage hint) to stderr.
-  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    return EXIT_FAILURE;
-  }
-  if (isAppError(err)) {
-    process.stderr.write(`${JSON.stringify({ error: err.code, message: err.message })}\n`);
-    return EXIT_FAILURE;
-  }
-  const verbose = ctx.config?.logLevel === 'debug' || ctx.config?.logLevel === 'trace';
-  const message = err instanceof Error ? (verbose ? (err.stack ?? err.message) : err.message) : String(err);
-  process.stderr.write(`error: ${message}\n`);
-  return EXIT_FAILURE;
-}
-
-async function main(argv: string[]): Promise<number> {
-  const ctx = createCliContext(process.env);
+async function main(args: string[]): Promise<number> {
+  let lock: PidLock | undefined;
   try {
-    await buildProgram(ctx).parseAsync(argv);
-    return 0;
+    // Usage errors and --help never need the database.
+    const dryRun = await runCommandLine(args, { config: undefined, run: async () => undefined }, { out: () => undefined, err: () => undefined });
+    if (dryRun === 0 && !args.includes('--help') && !args.includes('-h')) {
+      let config;
+      try {
+        config = loadConfig(process.env);
+      } catch {
+        config = undefined; // reported by the command itself below
+      }
+      if (config && !config.databaseUrl) {
+        const placed = await placeCommand(config.dataDir, args);
+        if ('forwarded' in placed) return placed.forwarded;
+        lock = placed.lock;
+      }
+    }
+    return await runCommandLine(args, createCliContext(process.env, output, lock), output);
   } catch (err) {
-    return report(err, ctx);
+    output.err(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  } finally {
+    lock?.release();
   }
 }
 
-const code = await main(process.argv);
+const code = await main(process.argv.slice(2));
 // Exit only once stdout has drained: a piped consumer must receive the whole JSON document, and
 // nothing left open (a pool timer, a socket) may keep a finished command alive.
 process.stdout.write('', () => process.exit(code));

@@ -42,17 +42,24 @@ export interface PidLock {
   release(): void;
 }
 
+function lockHandle(file: string): PidLock {
+  return {
+    release() {
+      if (lockOwner(file) === process.pid) fs.rmSync(file, { force: true });
+    },
+  };
+}
+
+/** The lock if it is free (or stale) right now, without waiting. */
+export function tryAcquirePidLock(file: string): PidLock | undefined {
+  return tryAcquire(file) ? lockHandle(file) : undefined;
+}
+
 /** Wait until the lock is ours; `onWait` may stop waiting early by returning false. */
 export async function acquirePidLock(file: string, timeoutMs: number, onWait?: () => Promise<boolean>): Promise<PidLock | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (tryAcquire(file)) {
-      return {
-        release() {
-          if (lockOwner(file) === process.pid) fs.rmSync(file, { force: true });
-        },
-      };
-    }
+    if (tryAcquire(file)) return lockHandle(file);
     if (onWait && !(await onWait())) return undefined;
     if (Date.now() > deadline) {
       throw new Error(`${file} is held by process ${lockOwner(file) ?? '?'}; only one process may open the embedded database`);

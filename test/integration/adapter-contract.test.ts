@@ -303,7 +303,7 @@ function contract(name: string, makeBackend: () => Promise<Backend>, skip = fals
 
 contract('PGlite', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-adapter-'));
-  const db = await openDatabase(loadConfig({ DATA_DIR: dir }), 'server');
+  const db = await openDatabase(loadConfig({ DATA_DIR: dir }));
   await migrateLatest(db.knex);
   return {
     factory: sqlAdapterFactory(db.knex),

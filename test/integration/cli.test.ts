@@ -141,7 +141,7 @@ describe('gatehouse CLI', () => {
   });
 
   it('left the data readable by the product: secret encrypted at rest, new password works', async () => {
-    const services = await createServices(loadConfig(env), createLogger('silent'), 'client');
+    const services = await createServices(loadConfig(env), createLogger('silent'));
     try {
       const row = await services.knex('clients').where({ client_id: 'cli-web' }).first<{ client_secret_ciphertext: string }>();
       expect(row.client_secret_ciphertext).not.toContain('a-secret-of-24-characters');

@@ -176,7 +176,7 @@ function lockoutSuite(name: string, open: () => Promise<{ knex: Knex; close(): P
 
 lockoutSuite('embedded PGlite', async () => {
   const dataDir = tempDataDir('gh-lockout-');
-  const database = await openDatabase(loadConfig({ DATA_DIR: dataDir }), 'server');
+  const database = await openDatabase(loadConfig({ DATA_DIR: dataDir }));
   await migrateLatest(database.knex);
   return {
     knex: database.knex,

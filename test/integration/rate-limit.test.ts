@@ -188,7 +188,7 @@ function contract(name: string, open: () => Promise<Backend>, skip = false): voi
 
 contract('embedded PGlite', async () => {
   const dataDir = tempDataDir('gh-rl-');
-  const database: Database = await openDatabase(loadConfig({ DATA_DIR: dataDir }), 'server');
+  const database: Database = await openDatabase(loadConfig({ DATA_DIR: dataDir }));
   await migrateLatest(database.knex);
   return {
     instance: (config = testConfig()) => createRateLimits({ config, knex: database.knex, logger }),

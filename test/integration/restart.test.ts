@@ -1,6 +1,6 @@
 // The embedded default (PGlite under DATA_DIR, no Redis, no configured secrets) survives a
 // restart: generated development secrets, signing keys, sessions, grants and refresh tokens are
-// all on disk, and the CLI reaches the database through the running server's socket.
+// all on disk, and CLI commands given while the server runs are carried out by the server.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { JSONWebKeySet } from 'jose';
@@ -128,7 +128,7 @@ describe('restart on the embedded database', () => {
     expect(ssoToken.status, JSON.stringify(ssoToken.body)).toBe(200);
     expect(decodeJwt(ssoToken.body.id_token!).payload.sub).toBe(subject);
 
-    // The user created through the socket while the first server ran.
+    // The user created by a CLI command while the first server ran.
     const bobAuth = await authorizeOverHttp({
       issuer: server!.url, clientId: client.clientId, redirectUri: REDIRECT_URI,
       email: bob.email, password: bob.password, scope: 'openid email',

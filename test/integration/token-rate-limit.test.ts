@@ -42,7 +42,7 @@ beforeAll(async () => {
   vi.spyOn(console, 'info').mockImplementation(() => undefined);
   dataDir = tempDataDir('gh-token-rl-');
   const config = loadConfig({ DATA_DIR: dataDir, RATE_LIMIT_TOKEN_CLIENT: '3/60' });
-  database = await openDatabase(config, 'server');
+  database = await openDatabase(config);
   await migrateLatest(database.knex);
   const rateLimits = createRateLimits({ config, knex: database.knex, logger: createLogger('silent') });
 

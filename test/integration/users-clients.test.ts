@@ -338,7 +338,7 @@ const logger = createLogger('silent');
 
 domainSuite('embedded PGlite', async () => {
   const dataDir = tempDataDir();
-  const services = await createServices(loadConfig({ DATA_DIR: dataDir }), logger, 'server');
+  const services = await createServices(loadConfig({ DATA_DIR: dataDir }), logger);
   return { services, cleanup: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
 });
 
@@ -347,7 +347,7 @@ domainSuite(
   async () => {
     const database: TestDatabase = await createTestDatabase();
     const dataDir = tempDataDir();
-    const services = await createServices(loadConfig({ DATA_DIR: dataDir, DATABASE_URL: database.url }), logger, 'server');
+    const services = await createServices(loadConfig({ DATA_DIR: dataDir, DATABASE_URL: database.url }), logger);
     return {
       services,
       cleanup: async () => {
