@@ -9,6 +9,7 @@ import { authenticateWithPassword } from '../../src/domain/users.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createServices } from '../../src/services.ts';
 import { runCli, tempDataDir, testSecrets, type CliResult } from '../helpers/server.ts';
+import { migrations } from '../../migrations/index.ts';
 
 const dataDir = tempDataDir('gh-cli-');
 const env = { DATA_DIR: dataDir, ...testSecrets() };
@@ -42,7 +43,7 @@ afterAll(() => {
 
 describe('gatehouse CLI', () => {
   it('migrate applies the schema and names the database it used', async () => {
-    expect(ok(await cli('migrate'))).toEqual({ migrated: ['20261121000001_core'], database: 'pglite' });
+    expect(ok(await cli('migrate'))).toEqual({ migrated: migrations.map(([name]) => name), database: 'pglite' });
   });
 
   it('client create honours --client-id and --client-secret', async () => {

@@ -101,7 +101,9 @@ function domainSuite(name: string, open: () => Promise<{ services: Services; cle
 
       it('finds an account by id, and nothing for unknown or malformed ids', async () => {
         const [ada] = await listUsers(services);
-        expect(await findAccountById(services.knex, ada!.id)).toEqual({ id: ada!.id, email: 'Ada@example.com', emailVerified: true, name: 'Ada Lovelace', status: 'active' });
+        expect(await findAccountById(services.knex, ada!.id)).toEqual({
+          id: ada!.id, email: 'Ada@example.com', emailVerified: true, name: 'Ada Lovelace', status: 'active', phoneNumber: null, phoneNumberVerified: false, tokensValidAfter: null,
+        });
         expect(await findAccountById(services.knex, '00000000-0000-4000-8000-000000000000')).toBeUndefined();
         expect(await findAccountById(services.knex, 'not-a-uuid')).toBeUndefined();
       });
