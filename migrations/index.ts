@@ -3,6 +3,7 @@
 import type { Knex } from 'knex';
 import * as core from './20261121000001_core.ts';
 import * as accountLifecycle from './20261121000002_account_lifecycle.ts';
+import * as mfa from './20261121000003_mfa.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -12,4 +13,5 @@ export interface Migration {
 export const migrations: [name: string, migration: Migration][] = [
   ['20261121000001_core', core],
   ['20261121000002_account_lifecycle', accountLifecycle],
+  ['20261121000003_mfa', mfa],
 ];

@@ -104,6 +104,11 @@ const schema = z.object({
   CAPTCHA_SECRET: z.string().optional(),
   CAPTCHA_VERIFY_URL: z.url().optional(),
   CAPTCHA_LOGIN_AFTER_FAILURES: z.coerce.number().int().min(0).default(3),
+  MFA_POLICY: z.enum(['off', 'optional', 'required']).default('optional'),
+  MAGIC_LINK_ENABLED: bool.default(true),
+  MAGIC_LINK_TTL: seconds(10 * 60),
+  MAGIC_LINK_SAME_BROWSER: bool.default(true),
+  REMEMBER_DEVICE_DAYS: z.coerce.number().int().min(0).max(365).default(30),
   PASSWORD_HASH_MEMORY_KIB: z.coerce.number().int().min(19456).default(19456),
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
@@ -164,6 +169,8 @@ export interface Config {
     otpAccount: RateLimitRule;
     tokenClient: RateLimitRule;
   };
+  mfa: { policy: 'off' | 'optional' | 'required'; rememberDeviceDays: number };
+  magicLink: { enabled: boolean; ttl: number; sameBrowser: boolean };
   captcha: { provider: 'turnstile' | 'hcaptcha' | 'recaptcha'; siteKey: string; secret: string; verifyUrl: string | undefined; loginAfterFailures: number } | undefined;
 }
 
@@ -275,6 +282,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       otpAccount: e.RATE_LIMIT_OTP_ACCOUNT,
       tokenClient: e.RATE_LIMIT_TOKEN_CLIENT,
     },
+    mfa: { policy: e.MFA_POLICY, rememberDeviceDays: e.REMEMBER_DEVICE_DAYS },
+    magicLink: { enabled: e.MAGIC_LINK_ENABLED, ttl: e.MAGIC_LINK_TTL, sameBrowser: e.MAGIC_LINK_SAME_BROWSER },
     captcha: e.CAPTCHA_PROVIDER && e.CAPTCHA_SITE_KEY && e.CAPTCHA_SECRET
       ? { provider: e.CAPTCHA_PROVIDER, siteKey: e.CAPTCHA_SITE_KEY, secret: e.CAPTCHA_SECRET, verifyUrl: e.CAPTCHA_VERIFY_URL, loginAfterFailures: e.CAPTCHA_LOGIN_AFTER_FAILURES }
       : undefined,

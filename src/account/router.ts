@@ -11,15 +11,25 @@ import { auditMeta } from '../interactions/context.ts';
 import { changeName, changePassword } from '../domain/profile.ts';
 import { addPhone, confirmPhone, removePhone, resendPhoneCode } from '../domain/phone.ts';
 import { limitAttempt } from '../interactions/guards.ts';
+import { renderTotpEnroll } from '../interactions/mfa-enroll.ts';
+import { beginTotpEnrollment, confirmTotpEnrollment, pendingTotpEnrollment } from '../domain/totp.ts';
+import { enableSmsFactor, factorAdded, mfaSummary, newRecoveryCodes, removeFactor } from '../domain/mfa.ts';
+import { forgetRememberedDevices, listRememberedDevices } from '../db/remembered-devices.ts';
+import { AppError } from '../errors.ts';
 import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, type SignedIn } from './session.ts';
 
 const NOTICES: Record<string, string> = {
   name: 'Your name is saved.',
   password: 'Your password is changed. We sent a confirmation to your email address.',
+  totp: 'Your authenticator app is set up.',
   'phone-added': 'We sent a 6-digit code to your phone. Enter it below to confirm the number.',
   'phone-resent': 'We sent a new code to your phone.',
   'phone-verified': 'Your phone number is confirmed.',
   'phone-removed': 'Your phone number is removed.',
+  'factor-removed': 'The sign-in method is removed.',
+  'sms-factor': 'Text message codes are on for two-step verification.',
+  'devices-forgotten': 'Every device will ask for the second step again.',
+  'passkey-added': 'Your passkey is added.',
 };
 
 interface PageState {
@@ -38,12 +48,24 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     signOut.search = new URLSearchParams({ client_id: ACCOUNT_CLIENT_ID, post_logout_redirect_uri: `${services.config.issuer}/account/signed-out` }).toString();
     await ctx.render('account', {
       account: signedIn.account,
+      mfa: await mfaSummary(services, signedIn.account.id),
+      devices: await listRememberedDevices(services.knex, signedIn.account.id),
       csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
       notice: state.error || state.errors ? undefined : done,
       error: state.error,
       errors: state.errors ?? {},
       signOutHref: `${signOut.pathname}${signOut.search}`,
     });
+  };
+
+  /** The signed-in account, or a redirect to sign in (undefined). */
+  const requireSignedIn = async (ctx: Context): Promise<SignedIn | undefined> => {
+    const signedIn = await currentAccount(services, host, ctx);
+    if (!signedIn) {
+      ctx.status = 303;
+      ctx.redirect('/account');
+    }
+    return signedIn;
   };
 
   /** A POST handler that needs a signed-in account; form errors re-render the page. */
@@ -111,5 +133,60 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     await removePhone(services, account.id, auditMeta(ctx));
     return 'phone-removed';
   }));
+  router.post('/totp', body, async (ctx) => {
+    const signedIn = await requireSignedIn(ctx);
+    if (!signedIn) return;
+    checkedForm(ctx);
+    const enrollment = await beginTotpEnrollment(services, signedIn.account);
+    await renderTotpEnroll(services, ctx, enrollment, { action: '/account/totp/confirm', cancelHref: '/account' });
+  });
+
+  router.post('/totp/confirm', body, async (ctx) => {
+    const signedIn = await requireSignedIn(ctx);
+    if (!signedIn) return;
+    const form = checkedForm(ctx);
+    const factorId = text(form, 'factor_id', 64);
+    const accountId = signedIn.account.id;
+    const codes = await services.knex.transaction(async (trx) => {
+      if (!(await confirmTotpEnrollment(services, trx, accountId, factorId, text(form, 'code', 16)))) return undefined;
+      return (await factorAdded(services, trx, accountId, { type: 'totp', name: 'Authenticator app' }, auditMeta(ctx))) ?? [];
+    });
+    if (!codes) {
+      const enrollment = await pendingTotpEnrollment(services, signedIn.account, factorId);
+      if (!enrollment) throw new AppError('enrollment_expired', 'This set-up was replaced or finished. Start again from your account page.', 400);
+      ctx.status = 400;
+      await renderTotpEnroll(services, ctx, enrollment, { action: '/account/totp/confirm', cancelHref: '/account', error: 'That code is not correct. Check the app and try again.' });
+      return;
+    }
+    services.notifier.kick();
+    if (codes.length === 0) {
+      ctx.status = 303;
+      ctx.redirect('/account?done=totp');
+      return;
+    }
+    await ctx.render('recovery-codes', { heading: 'Authenticator app enabled', message: 'Two-step verification is on: sign-ins now ask for a code from your app.', codes, continueAction: undefined, csrfToken: undefined });
+  });
+
+  router.post('/recovery-codes', body, async (ctx) => {
+    const signedIn = await requireSignedIn(ctx);
+    if (!signedIn) return;
+    checkedForm(ctx);
+    const codes = await newRecoveryCodes(services, signedIn.account.id, auditMeta(ctx));
+    await ctx.render('recovery-codes', { heading: 'New recovery codes', message: 'Your earlier recovery codes no longer work.', codes, continueAction: undefined, csrfToken: undefined });
+  });
+
+  router.post('/factors/:id/remove', body, change(async ({ account }, _form, ctx) => {
+    await removeFactor(services, account.id, String(ctx.params.id), auditMeta(ctx));
+    return 'factor-removed';
+  }));
+  router.post('/sms-factor', body, change(async ({ account }, _form, ctx) => {
+    await enableSmsFactor(services, account.id, auditMeta(ctx));
+    return 'sms-factor';
+  }));
+  router.post('/devices/forget', body, change(async ({ account }) => {
+    await forgetRememberedDevices(services.knex, account.id);
+    return 'devices-forgotten';
+  }));
+
   return router;
 }

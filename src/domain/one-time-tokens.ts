@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { consumeToken, findUsableToken, insertToken, revokeTokens, type OneTimeTokenRow } from '../db/one-time-tokens.ts';
 
-export type TokenPurpose = 'verify_email' | 'reset_password' | 'invitation' | 'phone_code';
+export type TokenPurpose = 'verify_email' | 'reset_password' | 'invitation' | 'phone_code' | 'mfa_sms' | 'magic_link' | 'webauthn_challenge';
 
 export function hashToken(token: string): string {
   return crypto.createHash('sha256').update(token, 'utf8').digest('hex');

@@ -11,6 +11,10 @@ import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } fro
 import { checkCaptcha, loginNeedsCaptcha, offerCaptcha, refuseWhileLimited } from './guards.ts';
 import { normalizeEmail } from '../domain/emails.ts';
 import { AppError } from '../errors.ts';
+import { mfaSummary } from '../domain/mfa.ts';
+import { ACR_MFA } from '../oidc/acr.ts';
+import { continueWith, finishLogin } from './mfa.ts';
+import { isRememberedDevice } from './remembered-device.ts';
 
 const LoginForm = z.object({
   email: z.string().trim().max(320).default(''),
@@ -88,9 +92,21 @@ export async function submitLogin(services: Services, host: ProviderHost, ctx: C
     });
     return;
   }
-  const redirectTo = await provider.interactionResult(ctx.req, ctx.res, {
-    login: { accountId: outcome.account.id, amr: ['pwd'], remember },
-  }, { mergeWithLastSubmission: false });
-  ctx.status = 303;
-  ctx.redirect(redirectTo);
+  await afterPassword(services, host, ctx, details, { accountId: outcome.account.id, remember });
+}
+
+/** After a correct password: ask for a second factor, walk through enrollment, or finish. */
+async function afterPassword(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, login: { accountId: string; remember: boolean }): Promise<void> {
+  const policy = services.config.mfa.policy;
+  const { methods } = await mfaSummary(services, login.accountId);
+  const pending = { accountId: login.accountId, amr: ['pwd'], remember: login.remember };
+  if (policy !== 'off' && methods.length > 0) {
+    const stepUpAsked = String(details.params.acr_values ?? '').split(' ').includes(ACR_MFA);
+    if (!stepUpAsked && (await isRememberedDevice(services, ctx, login.accountId))) {
+      return finishLogin(services, host, ctx, details, pending);
+    }
+    return continueWith(host.provider, ctx, details, pending);
+  }
+  if (policy === 'required') return continueWith(host.provider, ctx, details, { ...pending, enroll: true });
+  return finishLogin(services, host, ctx, details, pending);
 }

@@ -9,6 +9,9 @@ import { verifyCsrf } from '../security/csrf.ts';
 import { loadInteraction } from './context.ts';
 import { renderLogin, submitLogin } from './login.ts';
 import { renderConsent, submitConsent } from './consent.ts';
+import { finishLogin, pendingLogin, renderMfa, sendMfaSms, startStepUp, submitMfa } from './mfa.ts';
+import { finishEnrollmentStep, showEnrollmentStep, submitEnrollmentStep } from './mfa-enroll.ts';
+import { STEP_UP_REASON } from '../oidc/acr.ts';
 import { renderSignup, submitResend, submitSignup } from './signup.ts';
 import { renderForgot, showReset, submitForgot, submitReset } from './recovery.ts';
 import { showInvitation, showVerifyEmail, submitInvitation } from './verification.ts';
@@ -20,12 +23,23 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
   router.get('/', async (ctx) => {
     const details = await loadInteraction(host.provider, ctx);
     ctx.set('cache-control', 'no-store');
-    if (details.prompt.name === 'login') return renderLogin(services, host, ctx, details);
+    if (details.prompt.name === 'login') {
+      const pending = pendingLogin(details);
+      if (pending?.enroll) return showEnrollmentStep(services, host, ctx, details, pending);
+      if (pending?.enrolled) return finishLogin(services, host, ctx, details, pending);
+      if (pending) return renderMfa(services, host, ctx, details, pending);
+      if (details.prompt.reasons.includes(STEP_UP_REASON) && (await startStepUp(services, host, ctx, details))) return;
+      return renderLogin(services, host, ctx, details);
+    }
     if (details.prompt.name === 'consent') return renderConsent(services, host, ctx, details);
     throw new AppError('unsupported_prompt', `This sign-in step (${details.prompt.name}) is not supported.`, 400);
   });
 
   router.post('/login', body, (ctx) => submitLogin(services, host, ctx));
+  router.post('/mfa', body, (ctx) => submitMfa(services, host, ctx));
+  router.post('/mfa/sms', body, (ctx) => sendMfaSms(services, host, ctx));
+  router.post('/mfa/enroll', body, (ctx) => submitEnrollmentStep(services, host, ctx));
+  router.post('/mfa/enroll/done', body, (ctx) => finishEnrollmentStep(services, host, ctx));
   router.get('/signup', (ctx) => renderSignup(services, host, ctx));
   router.post('/signup', body, (ctx) => submitSignup(services, host, ctx));
   router.post('/signup/resend', body, (ctx) => submitResend(services, host, ctx));

@@ -100,6 +100,18 @@ export const mailTemplates = {
     data: (f) => z.object({ name: f.name(), link: f.link(), expiresInDays: f.count(), inviterNote: f.note(1000) }),
     subject: (_d, ctx) => `You are invited to ${ctx.productName}`,
   }),
+  'mfa-factor-added': mail({
+    data: (f) => z.object({ name: f.name(), factor: f.note(120), when: f.moment(), accountLink: f.link() }),
+    subject: (_d, ctx) => `A sign-in method was added to your ${ctx.productName} account`,
+  }),
+  'mfa-factor-removed': mail({
+    data: (f) => z.object({ name: f.name(), factor: f.note(120), when: f.moment(), accountLink: f.link() }),
+    subject: (_d, ctx) => `A sign-in method was removed from your ${ctx.productName} account`,
+  }),
+  'magic-link': mail({
+    data: (f) => z.object({ name: f.name(), link: f.link(), expiresInMinutes: f.count() }),
+    subject: (_d, ctx) => `Your ${ctx.productName} sign-in link`,
+  }),
 };
 
 export type MailTemplateName = keyof typeof mailTemplates;

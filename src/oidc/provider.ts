@@ -11,6 +11,7 @@ import { ClientAdapter } from './client-adapter.ts';
 import { findAccount } from './account.ts';
 import { findResource } from '../domain/resources.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
+import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
 
 export const SCOPES = ['openid', 'profile', 'email', 'phone', 'offline_access'];
 // Claims released per scope. acr/amr sit under openid so they reach ID tokens.
@@ -77,7 +78,9 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      policy: interactionPolicyWithStepUp(),
     },
+    acrValues: ACR_VALUES,
     loadExistingGrant: (ctx) => loadExistingGrant(ctx),
     renderError: (ctx, out, error) => renderProviderError(services, ctx, out, error),
     features: {

@@ -14,6 +14,9 @@ const samples: { [Name in MailTemplateName]: MailTemplateData<Name> } = {
   'password-changed': { name: hostile, when: new Date('2026-03-04T05:06:07Z'), ip: '203.0.113.9' },
   'account-locked': { name: hostile, until: '2026-03-04T05:21:07Z', resetLink: 'https://id.acme.test/forgot-password' },
   invitation: { name: hostile, link: 'https://id.acme.test/invitation?token=invite789', expiresInDays: 7, inviterNote: `Welcome aboard ${hostile}` },
+  'mfa-factor-added': { name: hostile, factor: `Authenticator app ${hostile}`, when: new Date('2026-03-04T05:06:07Z'), accountLink: 'https://id.acme.test/account?added' },
+  'mfa-factor-removed': { name: hostile, factor: 'Passkey "Laptop"', when: new Date('2026-03-04T05:06:07Z'), accountLink: 'https://id.acme.test/account?removed' },
+  'magic-link': { name: hostile, link: 'https://id.acme.test/magic-link?token=magic321', expiresInMinutes: 10 },
 };
 
 function linksOf(data: object): string[] {

@@ -1,0 +1,37 @@
+// "Remember this device for N days": after a second factor, the browser may keep a signed,
+// HttpOnly cookie whose random token (stored hashed, per account) lets later sign-ins on this
+// browser skip the second step. The owner sees and revokes remembered devices in /account.
+import crypto from 'node:crypto';
+import type { Context } from 'koa';
+import type { Services } from '../services.ts';
+import { insertRememberedDevice, useRememberedDevice } from '../db/remembered-devices.ts';
+import { hashToken } from '../domain/one-time-tokens.ts';
+
+const COOKIE = 'gatehouse.device';
+
+function cookieName(accountId: string): string {
+  // One cookie per account, so people sharing a browser do not overwrite each other's.
+  return `${COOKIE}.${crypto.createHash('sha256').update(accountId).digest('base64url').slice(0, 12)}`;
+}
+
+export async function rememberDevice(services: Services, ctx: Context, accountId: string): Promise<void> {
+  const days = services.config.mfa.rememberDeviceDays;
+  if (days <= 0) return;
+  const token = crypto.randomBytes(32).toString('base64url');
+  await insertRememberedDevice(services.knex, { accountId, tokenHash: hashToken(token), userAgent: ctx.get('user-agent') || undefined, ip: ctx.ip, days });
+  ctx.cookies.set(cookieName(accountId), token, {
+    httpOnly: true,
+    sameSite: 'lax',
+    signed: true,
+    secure: services.config.issuer.startsWith('https:'),
+    maxAge: days * 24 * 3600 * 1000,
+    path: '/interaction',
+    overwrite: true,
+  });
+}
+
+export async function isRememberedDevice(services: Services, ctx: Context, accountId: string): Promise<boolean> {
+  if (services.config.mfa.rememberDeviceDays <= 0) return false;
+  const token = ctx.cookies.get(cookieName(accountId), { signed: true });
+  return token ? useRememberedDevice(services.knex, accountId, hashToken(token)) : false;
+}
