@@ -111,6 +111,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   app.use(securityHeaders(config.issuer, captchaCspSources(config.captcha)));
   app.use(views(path.join(ROOT, 'views'), { extension: 'ejs', options: { cache: config.env === 'production' } }));
   app.use(mount('/static', serve(path.join(ROOT, 'public'), { maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
+  app.use(mount('/static/vendor/simplewebauthn-browser.js', serve(path.join(ROOT, 'node_modules/@simplewebauthn/browser/dist/bundle'), { index: 'index.umd.min.js', maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
 
   const host = new ProviderHost(services);
   await host.start();

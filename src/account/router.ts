@@ -16,6 +16,7 @@ import { beginTotpEnrollment, confirmTotpEnrollment, pendingTotpEnrollment } fro
 import { enableSmsFactor, factorAdded, mfaSummary, newRecoveryCodes, removeFactor } from '../domain/mfa.ts';
 import { forgetRememberedDevices, listRememberedDevices } from '../db/remembered-devices.ts';
 import { AppError } from '../errors.ts';
+import { registerPasskeyAccountRoutes } from './passkeys.ts';
 import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, type SignedIn } from './session.ts';
 
 const NOTICES: Record<string, string> = {
@@ -68,25 +69,45 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     return signedIn;
   };
 
-  /** A POST handler that needs a signed-in account; form errors re-render the page. */
-  const change = (action: (signedIn: SignedIn, form: Record<string, unknown>, ctx: Context) => Promise<string>) => async (ctx: Context) => {
-    const signedIn = await currentAccount(services, host, ctx);
-    if (!signedIn) {
-      ctx.status = 303;
-      ctx.redirect('/account');
-      return;
-    }
+  type ErrorPage = (ctx: Context, signedIn: SignedIn, state: PageState) => Promise<void>;
+
+  /** A POST handler that needs a signed-in account; form errors re-render `page`. */
+  const change = (action: (signedIn: SignedIn, form: Record<string, unknown>, ctx: Context) => Promise<string>, page: ErrorPage = render) => async (ctx: Context) => {
+    const signedIn = await requireSignedIn(ctx);
+    if (!signedIn) return;
     const form = checkedForm(ctx);
     try {
       const done = await action(signedIn, form, ctx);
       ctx.status = 303;
-      ctx.redirect(`/account?done=${done}`);
+      ctx.redirect(done.startsWith('/') ? done : `/account?done=${done}`);
     } catch (err) {
       const { errors, error, status } = formErrors(err);
       ctx.status = status;
       const fresh = (await currentAccount(services, host, ctx)) ?? signedIn;
-      await render(ctx, fresh, { errors, error });
+      await page(ctx, fresh, { errors, error });
     }
+  };
+
+  const renderPassword: ErrorPage = async (ctx, _signedIn, state) => {
+    ctx.set('cache-control', 'no-store');
+    await ctx.render('account-password', { csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')), errors: state.errors ?? {}, error: state.error });
+  };
+
+  const renderPhone: ErrorPage = async (ctx, signedIn, state) => {
+    ctx.set('cache-control', 'no-store');
+    if (!signedIn.account.phoneNumber || signedIn.account.phoneNumberVerified) {
+      ctx.status = 303;
+      ctx.redirect('/account');
+      return;
+    }
+    const done = typeof ctx.query.done === 'string' ? NOTICES[ctx.query.done] : undefined;
+    await ctx.render('account-phone', {
+      phone: signedIn.account.phoneNumber,
+      csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
+      notice: state.error || state.errors ? undefined : done,
+      errors: state.errors ?? {},
+      error: state.error,
+    });
   };
 
   router.get('/', async (ctx) => {
@@ -111,24 +132,32 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     await changeName(services, account.id, text(form, 'name', 400), auditMeta(ctx));
     return 'name';
   }));
+  router.get('/password', async (ctx) => {
+    const signedIn = await requireSignedIn(ctx);
+    if (signedIn) await renderPassword(ctx, signedIn, {});
+  });
   router.post('/password', body, change(async ({ account }, form, ctx) => {
     await changePassword(services, account.id, text(form, 'current_password'), text(form, 'new_password'), auditMeta(ctx));
     return 'password';
-  }));
+  }, renderPassword));
+  router.get('/phone', async (ctx) => {
+    const signedIn = await requireSignedIn(ctx);
+    if (signedIn) await renderPhone(ctx, signedIn, {});
+  });
   router.post('/phone', body, change(async ({ account }, form, ctx) => {
     await addPhone(services, account.id, text(form, 'phone', 64), auditMeta(ctx));
-    return 'phone-added';
+    return '/account/phone?done=phone-added';
   }));
   router.post('/phone/resend', body, change(async ({ account }) => {
     await limitAttempt(services, 'verifyIp', account.id);
     await resendPhoneCode(services, account.id);
-    return 'phone-resent';
-  }));
+    return '/account/phone?done=phone-resent';
+  }, renderPhone));
   router.post('/phone/confirm', body, change(async ({ account }, form, ctx) => {
     await limitAttempt(services, 'otpAccount', account.id);
     await confirmPhone(services, account.id, text(form, 'code', 16), auditMeta(ctx));
     return 'phone-verified';
-  }));
+  }, renderPhone));
   router.post('/phone/remove', body, change(async ({ account }, _form, ctx) => {
     await removePhone(services, account.id, auditMeta(ctx));
     return 'phone-removed';
@@ -187,6 +216,7 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     await forgetRememberedDevices(services.knex, account.id);
     return 'devices-forgotten';
   }));
+  registerPasskeyAccountRoutes(router, services, host, body);
 
   return router;
 }

@@ -15,6 +15,7 @@ import { STEP_UP_REASON } from '../oidc/acr.ts';
 import { renderSignup, submitResend, submitSignup } from './signup.ts';
 import { renderForgot, showReset, submitForgot, submitReset } from './recovery.ts';
 import { showInvitation, showVerifyEmail, submitInvitation } from './verification.ts';
+import { registerPasskeyInteractionRoutes } from './passkeys.ts';
 
 export function interactionRouter(services: Services, host: ProviderHost): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
@@ -52,6 +53,7 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
     await submitForgot(services, ctx, { action: `/interaction/${details.uid}/forgot`, back: `/interaction/${details.uid}` }, String(details.params.client_id));
   });
   router.post('/consent', body, (ctx) => submitConsent(services, host, ctx));
+  registerPasskeyInteractionRoutes(router, services, host, body);
 
   router.post('/abort', body, async (ctx) => {
     await loadInteraction(host.provider, ctx);
