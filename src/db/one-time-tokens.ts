@@ -85,3 +85,19 @@ export async function consumeTokenById(db: Db, id: string): Promise<boolean> {
   const rows = await db('one_time_tokens').where({ id }).whereNull('consumed_at').update({ consumed_at: db.fn.now() }).returning<{ id: string }[]>('id');
   return rows.length === 1;
 }
+
+/** Merges fields into a token's data (e.g. marks a sign-in link approved). */
+export async function mergeTokenData(db: Db, id: string, fields: Record<string, unknown>): Promise<void> {
+  await db('one_time_tokens').where({ id }).update({ data: db.raw('data || ?::jsonb', [JSON.stringify(fields)]) });
+}
+
+/** A usable token of a purpose whose data contains all of `match` (e.g. an interaction uid). */
+export async function findUsableTokenByData(db: Db, purpose: string, match: Record<string, unknown>): Promise<OneTimeTokenRow | undefined> {
+  return db('one_time_tokens')
+    .where({ purpose })
+    .whereNull('consumed_at')
+    .andWhere('expires_at', '>', db.fn.now())
+    .andWhereRaw('data @> ?::jsonb', [JSON.stringify(match)])
+    .orderBy('created_at', 'desc')
+    .first<OneTimeTokenRow | undefined>();
+}

@@ -11,10 +11,7 @@ import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } fro
 import { checkCaptcha, loginNeedsCaptcha, offerCaptcha, refuseWhileLimited } from './guards.ts';
 import { normalizeEmail } from '../domain/emails.ts';
 import { AppError } from '../errors.ts';
-import { mfaSummary } from '../domain/mfa.ts';
-import { ACR_MFA } from '../oidc/acr.ts';
-import { continueWith, finishLogin } from './mfa.ts';
-import { isRememberedDevice } from './remembered-device.ts';
+import { afterFirstFactor } from './mfa.ts';
 
 const LoginForm = z.object({
   email: z.string().trim().max(320).default(''),
@@ -35,6 +32,7 @@ export async function renderLogin(services: Services, host: ProviderHost, ctx: C
     error: form.error,
     signupHref: services.config.signupEnabled ? `/interaction/${details.uid}/signup` : undefined,
     forgotHref: `/interaction/${details.uid}/forgot`,
+    magicLinkAction: services.config.magicLink.enabled ? `/interaction/${details.uid}/magic-link` : undefined,
     captcha: ctx.state.captcha,
     unverifiedEmail: form.unverifiedEmail,
     resendAction: `/interaction/${details.uid}/signup/resend`,
@@ -92,21 +90,5 @@ export async function submitLogin(services: Services, host: ProviderHost, ctx: C
     });
     return;
   }
-  await afterPassword(services, host, ctx, details, { accountId: outcome.account.id, remember });
-}
-
-/** After a correct password: ask for a second factor, walk through enrollment, or finish. */
-async function afterPassword(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, login: { accountId: string; remember: boolean }): Promise<void> {
-  const policy = services.config.mfa.policy;
-  const { methods } = await mfaSummary(services, login.accountId);
-  const pending = { accountId: login.accountId, amr: ['pwd'], remember: login.remember };
-  if (policy !== 'off' && methods.length > 0) {
-    const stepUpAsked = String(details.params.acr_values ?? '').split(' ').includes(ACR_MFA);
-    if (!stepUpAsked && (await isRememberedDevice(services, ctx, login.accountId))) {
-      return finishLogin(services, host, ctx, details, pending);
-    }
-    return continueWith(host.provider, ctx, details, pending);
-  }
-  if (policy === 'required') return continueWith(host.provider, ctx, details, { ...pending, enroll: true });
-  return finishLogin(services, host, ctx, details, pending);
+  await afterFirstFactor(services, host, ctx, details, { accountId: outcome.account.id, amr: ['pwd'], remember });
 }

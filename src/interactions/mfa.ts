@@ -7,7 +7,7 @@ import type Provider from 'oidc-provider';
 import { z } from 'zod';
 import type { Services } from '../services.ts';
 import type { ProviderHost } from '../oidc/provider-host.ts';
-import { acrFor, withMfa } from '../oidc/acr.ts';
+import { ACR_MFA, acrFor, withMfa } from '../oidc/acr.ts';
 import { mfaSummary, type SecondFactorMethod } from '../domain/mfa.ts';
 import { verifyTotpCode } from '../domain/totp.ts';
 import { redeemRecoveryCode } from '../domain/recovery-codes.ts';
@@ -20,7 +20,7 @@ import { csrfToken } from '../security/csrf.ts';
 import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
 import { checkedForm, text } from './forms.ts';
 import { limitAttempt } from './guards.ts';
-import { rememberDevice } from './remembered-device.ts';
+import { isRememberedDevice, rememberDevice } from './remembered-device.ts';
 
 const Pending = z.object({
   accountId: z.string(),
@@ -70,6 +70,25 @@ export async function finishLogin(services: Services, host: ProviderHost, ctx: C
   const redirectTo = await completeLogin(services, host, ctx, login);
   ctx.status = 303;
   ctx.redirect(redirectTo);
+}
+
+/**
+ * After the first factor (password, or an email link): ask for a second factor when the account
+ * has one, walk through enrollment when policy requires one, or finish.
+ */
+export async function afterFirstFactor(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, login: { accountId: string; amr: string[]; remember: boolean }): Promise<void> {
+  const policy = services.config.mfa.policy;
+  const { methods } = await mfaSummary(services, login.accountId);
+  const pending = { accountId: login.accountId, amr: login.amr, remember: login.remember };
+  if (policy !== 'off' && methods.length > 0) {
+    const stepUpAsked = String(details.params.acr_values ?? '').split(' ').includes(ACR_MFA);
+    if (!stepUpAsked && (await isRememberedDevice(services, ctx, login.accountId))) {
+      return finishLogin(services, host, ctx, details, pending);
+    }
+    return continueWith(host.provider, ctx, details, pending);
+  }
+  if (policy === 'required') return continueWith(host.provider, ctx, details, { ...pending, enroll: true });
+  return finishLogin(services, host, ctx, details, pending);
 }
 
 const METHOD_LABELS: Record<SecondFactorMethod, string> = {

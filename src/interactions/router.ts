@@ -12,6 +12,7 @@ import { renderConsent, submitConsent } from './consent.ts';
 import { finishLogin, pendingLogin, renderMfa, sendMfaSms, startStepUp, submitMfa } from './mfa.ts';
 import { finishEnrollmentStep, showEnrollmentStep, submitEnrollmentStep } from './mfa-enroll.ts';
 import { STEP_UP_REASON } from '../oidc/acr.ts';
+import { continueMagicLink, openMagicLinkPage, submitMagicLinkRequest } from './magic-link.ts';
 import { renderSignup, submitResend, submitSignup } from './signup.ts';
 import { renderForgot, showReset, submitForgot, submitReset } from './recovery.ts';
 import { showInvitation, showVerifyEmail, submitInvitation } from './verification.ts';
@@ -37,6 +38,9 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
   });
 
   router.post('/login', body, (ctx) => submitLogin(services, host, ctx));
+  router.post('/magic-link', body, (ctx) => submitMagicLinkRequest(services, host, ctx));
+  router.get('/magic-link/open', (ctx) => openMagicLinkPage(services, host, ctx));
+  router.post('/magic-link/continue', body, (ctx) => continueMagicLink(services, host, ctx));
   router.post('/mfa', body, (ctx) => submitMfa(services, host, ctx));
   router.post('/mfa/sms', body, (ctx) => sendMfaSms(services, host, ctx));
   router.post('/mfa/enroll', body, (ctx) => submitEnrollmentStep(services, host, ctx));
