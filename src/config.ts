@@ -64,7 +64,11 @@ const schema = z.object({
   AUTHORIZATION_CODE_TTL: seconds(60),
   ID_TOKEN_TTL: seconds(60 * 60),
   REFRESH_TOKEN_TTL: seconds(14 * 24 * 3600),
-  SESSION_TTL: seconds(14 * 24 * 3600),
+  SESSION_IDLE_TTL: seconds(30 * 60),
+  SESSION_ABSOLUTE_TTL: seconds(10 * 3600),
+  REMEMBER_ME_IDLE_TTL: seconds(14 * 24 * 3600),
+  REMEMBER_ME_ABSOLUTE_TTL: seconds(30 * 24 * 3600),
+  BACKCHANNEL_LOGOUT_ALLOW_PRIVATE: bool.default(false),
   INTERACTION_TTL: seconds(60 * 60),
   CLIENT_CREDENTIALS_TTL: seconds(15 * 60),
   KEYS_RELOAD_SECONDS: seconds(30),
@@ -133,11 +137,18 @@ export interface Config {
     authorizationCode: number;
     idToken: number;
     refreshToken: number;
-    session: number;
+    /** Without "Remember me": idle and absolute session limits (Keycloak's defaults). */
+    sessionIdle: number;
+    sessionAbsolute: number;
+    /** With "Remember me". */
+    rememberIdle: number;
+    rememberAbsolute: number;
     interaction: number;
     clientCredentials: number;
   };
   keysReloadSeconds: number;
+  /** Allows back-channel logout calls to loopback/private addresses (development and tests). */
+  backchannelLogoutAllowPrivate: boolean;
   /** How long a rotated-out signing key stays in JWKS so tokens it signed still verify. */
   retiredKeysPublishedSeconds: number;
   shutdownGraceSeconds: number;
@@ -217,6 +228,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (twilioParts === 2 && !e.TWILIO_FROM && !e.TWILIO_MESSAGING_SERVICE_SID) problems.push('TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID is required with Twilio credentials');
   const captchaParts = [e.CAPTCHA_PROVIDER, e.CAPTCHA_SITE_KEY, e.CAPTCHA_SECRET].filter(Boolean).length;
   if (captchaParts > 0 && captchaParts < 3) problems.push('CAPTCHA_PROVIDER, CAPTCHA_SITE_KEY and CAPTCHA_SECRET must be set together');
+  if (e.NODE_ENV === 'production' && e.BACKCHANNEL_LOGOUT_ALLOW_PRIVATE) problems.push('BACKCHANNEL_LOGOUT_ALLOW_PRIVATE: must not be set in production (it lets clients make the server call internal addresses)');
   if (e.LOCKOUT_MAX_SECONDS < e.LOCKOUT_BASE_SECONDS) problems.push('LOCKOUT_MAX_SECONDS must be at least LOCKOUT_BASE_SECONDS');
   if (problems.length) throw new ConfigError(problems);
   return {
@@ -237,11 +249,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       authorizationCode: e.AUTHORIZATION_CODE_TTL,
       idToken: e.ID_TOKEN_TTL,
       refreshToken: e.REFRESH_TOKEN_TTL,
-      session: e.SESSION_TTL,
+      sessionIdle: e.SESSION_IDLE_TTL,
+      sessionAbsolute: e.SESSION_ABSOLUTE_TTL,
+      rememberIdle: e.REMEMBER_ME_IDLE_TTL,
+      rememberAbsolute: e.REMEMBER_ME_ABSOLUTE_TTL,
       interaction: e.INTERACTION_TTL,
       clientCredentials: e.CLIENT_CREDENTIALS_TTL,
     },
     keysReloadSeconds: e.KEYS_RELOAD_SECONDS,
+    backchannelLogoutAllowPrivate: e.BACKCHANNEL_LOGOUT_ALLOW_PRIVATE,
     retiredKeysPublishedSeconds: e.RETIRED_KEYS_PUBLISHED_SECONDS,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
     passwordHash: {

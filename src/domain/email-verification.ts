@@ -7,6 +7,7 @@ import { normalizeEmail } from './emails.ts';
 import { pageLink } from './links.ts';
 import { issueToken, redeemToken } from './one-time-tokens.ts';
 import type { LifecycleServices } from './signup.ts';
+import { wholeUnits } from './durations.ts';
 
 const RESENDS_PER_DAY = 10;
 
@@ -45,7 +46,7 @@ export async function resendVerification(services: LifecycleServices, rawEmail: 
     await services.notifier.queueMail(trx, {
       to: account.email,
       template: 'verify-email',
-      data: { name: account.name, link: pageLink(config, 'verify-email', token), expiresInHours: Math.round(config.lifecycle.emailVerificationTtl / 3600) },
+      data: { name: account.name, link: pageLink(config, 'verify-email', token), expiresInHours: wholeUnits(config.lifecycle.emailVerificationTtl, 3600) },
     });
     await recordAudit(trx, { type: 'user.verification_resent', outcome: 'success', accountId: account.id, ...auditContext(meta) });
     return true;

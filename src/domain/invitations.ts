@@ -11,6 +11,7 @@ import { assertStrongPassword } from './password-policy.ts';
 import { hashPassword } from './passwords.ts';
 import type { LifecycleServices } from './signup.ts';
 import { normalizeName } from './users.ts';
+import { wholeUnits } from './durations.ts';
 
 export async function inviteUser(services: LifecycleServices, input: { email: string; name?: string }, meta: AuditMeta = {}): Promise<{ id: string; email: string; name: string | null; status: string; invitation_expires_at: string }> {
   const email = normalizeEmail(input.email);
@@ -23,7 +24,7 @@ export async function inviteUser(services: LifecycleServices, input: { email: st
     await services.notifier.queueMail(trx, {
       to: created.email,
       template: 'invitation',
-      data: { name: created.name, link: pageLink(config, 'invitation', token), expiresInDays: Math.round(config.lifecycle.invitationTtl / 86400) },
+      data: { name: created.name, link: pageLink(config, 'invitation', token), expiresInDays: wholeUnits(config.lifecycle.invitationTtl, 86400) },
     });
     await recordAudit(trx, { type: 'user.invited', outcome: 'success', accountId: created.id, ...auditContext(meta) });
     return created;

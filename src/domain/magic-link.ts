@@ -11,6 +11,7 @@ import { lockState } from './lockout.ts';
 import { hashToken, issueToken, peekToken } from './one-time-tokens.ts';
 import type { LifecycleServices } from './signup.ts';
 import { maySignIn } from './users.ts';
+import { wholeUnits } from './durations.ts';
 
 const COOLDOWN_SECONDS = 60;
 
@@ -32,7 +33,7 @@ export async function requestMagicLink(services: LifecycleServices, rawEmail: st
     const token = await issueToken(trx, 'magic_link', account.id, config.magicLink.ttl, { uid: request.uid, browser: hashToken(request.browserSecret), approved: false });
     const link = new URL(request.linkBase);
     link.searchParams.set('token', token);
-    await services.notifier.queueMail(trx, { to: account.email, template: 'magic-link', data: { name: account.name, link: link.toString(), expiresInMinutes: Math.round(config.magicLink.ttl / 60) } });
+    await services.notifier.queueMail(trx, { to: account.email, template: 'magic-link', data: { name: account.name, link: link.toString(), expiresInMinutes: wholeUnits(config.magicLink.ttl, 60) } });
     await recordAudit(trx, { type: 'login.magic_link_requested', outcome: 'success', accountId: account.id, ...auditContext(meta) });
     return true;
   });

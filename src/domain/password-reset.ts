@@ -11,6 +11,7 @@ import { issueToken, peekToken, redeemToken } from './one-time-tokens.ts';
 import { assertStrongPassword } from './password-policy.ts';
 import { hashPassword } from './passwords.ts';
 import type { LifecycleServices } from './signup.ts';
+import { wholeUnits } from './durations.ts';
 
 const RECOVERABLE = new Set(['active', 'pending', 'locked']);
 
@@ -40,7 +41,7 @@ export async function requestPasswordReset(services: LifecycleServices, rawEmail
     await services.notifier.queueMail(trx, {
       to: account.email,
       template: 'reset-password',
-      data: { name: account.name, link: pageLink(config, 'reset-password', token), expiresInMinutes: Math.round(config.lifecycle.passwordResetTtl / 60) },
+      data: { name: account.name, link: pageLink(config, 'reset-password', token), expiresInMinutes: wholeUnits(config.lifecycle.passwordResetTtl, 60) },
     });
     await recordAudit(trx, { type: 'password_reset.requested', outcome: 'success', accountId: account.id, ...auditContext(meta) });
     return true;

@@ -12,6 +12,7 @@ import { issueToken } from './one-time-tokens.ts';
 import { assertStrongPassword } from './password-policy.ts';
 import { hashPassword } from './passwords.ts';
 import { normalizeName } from './users.ts';
+import { wholeUnits } from './durations.ts';
 
 export type LifecycleServices = Pick<Services, 'knex' | 'config' | 'notifier' | 'secrets'>;
 
@@ -50,7 +51,7 @@ export async function signup(services: LifecycleServices, input: SignupInput, me
       await services.notifier.queueMail(trx, {
         to: created.email,
         template: 'verify-email',
-        data: { name: created.name, link: pageLink(config, 'verify-email', token), expiresInHours: Math.round(config.lifecycle.emailVerificationTtl / 3600) },
+        data: { name: created.name, link: pageLink(config, 'verify-email', token), expiresInHours: wholeUnits(config.lifecycle.emailVerificationTtl, 3600) },
       });
       await recordAudit(trx, { type: 'user.signup', outcome: 'success', accountId: created.id, ...auditContext(meta) });
       return;

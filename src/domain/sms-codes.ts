@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { consumeTokenById, countAttempt, insertToken, latestUsableToken, revokeTokens } from '../db/one-time-tokens.ts';
 import type { LifecycleServices } from './signup.ts';
+import { wholeUnits } from './durations.ts';
 
 export type SmsCodePurpose = 'phone_code' | 'mfa_sms';
 
@@ -20,7 +21,7 @@ export async function issueSmsCode(services: LifecycleServices, trx: Knex.Transa
   const nonce = crypto.randomBytes(16).toString('base64url');
   await revokeTokens(trx, accountId, purpose);
   await insertToken(trx, { purpose, accountId, tokenHash: codeMac(services, nonce, code), data: { nonce, phone }, ttlSeconds: services.config.lifecycle.phoneCodeTtl });
-  await services.notifier.queueSms(trx, { to: phone, template: 'phone-code', data: { code, expiresInMinutes: Math.round(services.config.lifecycle.phoneCodeTtl / 60) } });
+  await services.notifier.queueSms(trx, { to: phone, template: 'phone-code', data: { code, expiresInMinutes: wholeUnits(services.config.lifecycle.phoneCodeTtl, 60) } });
 }
 
 /**

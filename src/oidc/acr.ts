@@ -39,10 +39,20 @@ export function needsStepUp(ctx: KoaContextWithOIDC): boolean {
 
 export const STEP_UP_REASON = 'acr_values_mfa';
 
-/** oidc-provider's default prompts plus a login check that asks for a missing second factor. */
+export const ACCOUNT_UNAVAILABLE_REASON = 'account_unavailable';
+
+/**
+ * oidc-provider's default prompts plus two login checks: a session whose account may no longer
+ * sign in (suspended, password reset since) must sign in again, and a request for MFA inside a
+ * single-factor session asks for the missing second factor.
+ */
 export function interactionPolicyWithStepUp(): interactionPolicy.Prompt[] {
   const policy = interactionPolicy.base();
   const login = policy.find((p) => p.name === 'login')!;
+  // findAccount refuses such accounts, so the session names an account but none was loaded;
+  // without this check the later consent checks would run without an account.
+  login.checks.splice(1, 0, new interactionPolicy.Check(ACCOUNT_UNAVAILABLE_REASON, 'the session account can no longer sign in', (ctx) =>
+    (ctx.oidc.session?.accountId && !ctx.oidc.account ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT)));
   login.checks.push(new interactionPolicy.Check(STEP_UP_REASON, 'a second factor is required by acr_values', (ctx) =>
     (ctx.oidc.session?.accountId && needsStepUp(ctx) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT)));
   return policy;

@@ -137,14 +137,24 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.clientCredentials,
       IdToken: ttl.idToken,
       RefreshToken: ttl.refreshToken,
-      Session: ttl.session,
+      // Sliding idle timeout, capped by the absolute lifetime counted from the sign-in.
+      Session: (_ctx, session) => sessionTtl(services.config, session),
       Interaction: ttl.interaction,
       // A grant must outlive every refresh token issued under it, or refreshes fail early.
-      Grant: Math.max(ttl.refreshToken, ttl.session),
+      Grant: Math.max(ttl.refreshToken, ttl.rememberAbsolute),
       DeviceCode: 600,
       BackchannelAuthenticationRequest: 600,
     },
   };
+}
+
+export function sessionTtl(config: Services['config'], session: { transient?: boolean; loginTs?: number }): number {
+  const remember = !session.transient;
+  const idle = remember ? config.ttl.rememberIdle : config.ttl.sessionIdle;
+  const absolute = remember ? config.ttl.rememberAbsolute : config.ttl.sessionAbsolute;
+  const now = Math.floor(Date.now() / 1000);
+  const left = (session.loginTs ?? now) + absolute - now;
+  return Math.max(1, Math.min(idle, left));
 }
 
 /**

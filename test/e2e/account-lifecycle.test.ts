@@ -7,7 +7,7 @@ import path from 'node:path';
 import * as oidc from 'openid-client';
 import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consent, expectLoginPage, isConsentPage, launchBrowser, newPage, signIn, waitForRedirect } from '../helpers/browser.ts';
+import { consent, expectLoginPage, isConsentPage, launchBrowser, newPage, waitForRedirect } from '../helpers/browser.ts';
 import { CookieJar, parseForms } from '../helpers/http-login.ts';
 import { linkIn, startMailSink, type MailSink } from '../helpers/mail.ts';
 import {
@@ -48,6 +48,19 @@ afterAll(async () => {
 /** The visible text of the page's card (what a person reads), whitespace collapsed. */
 async function pageText(page: Page): Promise<string> {
   return (await page.locator('main').innerText()).replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * Fill and submit the hosted login form. (The button is matched exactly: the page may also offer
+ * "Sign in with a passkey".)
+ */
+async function signIn(page: Page, creds: { email: string; password: string; remember?: boolean }): Promise<void> {
+  await page.getByLabel('Email', { exact: true }).fill(creds.email);
+  await page.getByLabel('Password', { exact: true }).fill(creds.password);
+  const remember = page.getByLabel('Remember me');
+  if (creds.remember) await remember.check();
+  else await remember.uncheck();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 /** Runs `action` (a click or submit) and returns the final, non-redirect document response. */
@@ -335,6 +348,7 @@ describe('account lifecycle', () => {
         const resetMail = await mail.waitForMail({ to: user.email, subject: 'Reset your' });
         const link = linkIn(resetMail, '/reset-password');
         expect(link.searchParams.get('token')).toBeTruthy();
+        expect(resetMail.text).toMatch(/30 minutes/);
 
         const resetPage = await context.newPage();
         const form = await goto(resetPage, link);
@@ -353,6 +367,9 @@ describe('account lifecycle', () => {
 
         const changed = await mail.waitForMail({ to: user.email, subject: /password was changed/i });
         expect(changed.text.length).toBeGreaterThan(0);
+        // Revocation has one-second granularity: a sign-in in the second of the reset counts as
+        // an earlier one. A person takes longer than that to come back.
+        await new Promise((r) => setTimeout(r, 1100));
 
         // The new password signs in to the application ...
         const after = await signInToRp(page, flow.appConfig, flow.app.name, { email: user.email, password: newPassword });
@@ -450,6 +467,22 @@ describe('account lifecycle', () => {
       expect((await userinfo(flow.appConfig, back)).email).toBe(user.email);
     });
 
+    it('suspend also ends browser sessions: a signed-in browser is asked to sign in again', async () => {
+      const user = await createUser(flow.server.env, { email: address('session'), password: 'pepper garden 51 lazy whales', verified: true });
+      const { context, page } = await newPage(browser);
+      try {
+        expectSignedIn(await signInToRp(page, flow.appConfig, flow.app.name, user, { remember: true }));
+        await new Promise((r) => setTimeout(r, 1100));
+        await gatehouse(flow.server.env, ['user', 'suspend', user.email]);
+        const req = await authRequest(flow.appConfig, { redirectUri: cb.redirectUri });
+        const res = await goto(page, req.url);
+        expect(res.status(), `GET /auth with the session of a suspended account: ${await pageText(page)}`).toBe(200);
+        await expectLoginPage(page, flow.app.name);
+      } finally {
+        await context.close();
+      }
+    });
+
     it('an invitation mails a link; the invitee sets a password and signs in with a verified email', async () => {
       const email = address('invitee');
       const password = 'lilac anchor 36 wandering gulls';
@@ -459,6 +492,7 @@ describe('account lifecycle', () => {
       const invitation = await mail.waitForMail({ to: email, subject: 'You are invited' });
       const link = linkIn(invitation, '/invitation');
       expect(link.searchParams.get('token')).toBeTruthy();
+      expect(invitation.text).toMatch(/7 days/);
       // Not yet usable for signing in: there is no password.
       expectRefused(await freshSignIn(flow.appConfig, flow.app.name, { email, password }));
 
@@ -547,7 +581,7 @@ describe('account lifecycle', () => {
         expect((await userinfo(flow.appConfig, rp)).name).toBe('Dana Before');
 
         // Name.
-        await page.getByLabel('Name', { exact: true }).fill('Dana After');
+        await page.locator('form').filter({ has: page.getByRole('button', { name: 'Save name' }) }).getByRole('textbox').fill('Dana After');
         const named = await submit(page, () => page.getByRole('button', { name: 'Save name' }).click());
         expect(named.status()).toBe(200);
         await expect(page.getByRole('status').innerText()).resolves.toContain('Your name is saved.');
@@ -558,6 +592,7 @@ describe('account lifecycle', () => {
         await page.getByRole('textbox', { name: 'Phone number' }).fill(PHONE);
         const added = await submit(page, () => page.getByRole('button', { name: 'Add phone number' }).click());
         expect(added.status()).toBe(200);
+        await expect(page.getByRole('status').innerText()).resolves.toMatch(/sent a 6-digit code/i);
         const sms = await waitForSms(PHONE, seen);
         const code = /\b(\d{6})\b/.exec(sms.body)?.[1];
         if (!code) throw new Error(`no 6-digit code in SMS: ${sms.body}`);
@@ -570,6 +605,7 @@ describe('account lifecycle', () => {
         const confirmed = await submit(page, () => page.getByRole('button', { name: 'Confirm phone number' }).click());
         expect(confirmed.status()).toBe(200);
         await expect(page.getByRole('status').innerText()).resolves.toContain('Your phone number is confirmed.');
+        await page.getByRole('heading', { name: 'Your account' }).waitFor();
 
         const withPhone = await signInToRp(rpPage, flow.appConfig, flow.app.name, undefined, { scope: 'openid phone' });
         expectSignedIn(withPhone);
@@ -578,6 +614,8 @@ describe('account lifecycle', () => {
         expect(phoneInfo.phone_number_verified).toBe(true);
 
         // Password: the current one is required.
+        const passwordLink = page.getByRole('link', { name: /change your password/i });
+        if (await passwordLink.count()) await passwordLink.click();
         await page.getByLabel('Current password').fill('this is not my password');
         await page.getByLabel('New password', { exact: true }).fill(newPassword);
         const refused = await submit(page, () => page.getByRole('button', { name: 'Change password' }).click());
@@ -631,7 +669,7 @@ describe('password reset links expire', () => {
       await goto(page, `${server.url}/forgot-password`);
       await page.getByLabel('Email', { exact: true }).fill(user.email);
       const sent = await submit(page, () => page.getByRole('button', { name: 'Send reset link' }).click());
-      expect(sent.status()).toBe(200);
+      expect(sent.status(), `POST /forgot-password for an existing account: ${await pageText(page)}`).toBe(200);
       const link = linkIn(await mail.waitForMail({ to: user.email, subject: 'Reset your' }), '/reset-password');
 
       await new Promise((r) => setTimeout(r, 3000));

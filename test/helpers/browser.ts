@@ -48,7 +48,7 @@ export async function signIn(page: Page, creds: { email: string; password: strin
   const remember = page.getByLabel('Remember me');
   if (creds.remember) await remember.check();
   else await remember.uncheck();
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 /** Answer the consent page. */
