@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import * as core from './20261121000001_core.ts';
 import * as accountLifecycle from './20261121000002_account_lifecycle.ts';
 import * as mfa from './20261121000003_mfa.ts';
+import * as sessions from './20261121000004_sessions.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,4 +15,5 @@ export const migrations: [name: string, migration: Migration][] = [
   ['20261121000001_core', core],
   ['20261121000002_account_lifecycle', accountLifecycle],
   ['20261121000003_mfa', mfa],
+  ['20261121000004_sessions', sessions],
 ];

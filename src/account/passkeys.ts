@@ -13,6 +13,10 @@ import { auditMeta } from '../interactions/context.ts';
 import { jsonBody, jsonEndpoint, passkeyJsonBody } from '../interactions/passkeys.ts';
 import { currentAccount, type SignedIn } from './session.ts';
 
+/**
+ * GET /passkeys/options and POST /passkeys under the /account router. `_formBody` is that
+ * router's form parser: these endpoints take JSON and bring their own parser.
+ */
 export function registerPasskeyAccountRoutes(router: Router, services: Services, host: ProviderHost, _formBody: Middleware): void {
   const json = passkeyJsonBody();
 

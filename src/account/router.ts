@@ -16,6 +16,8 @@ import { beginTotpEnrollment, confirmTotpEnrollment, pendingTotpEnrollment } fro
 import { enableSmsFactor, factorAdded, mfaSummary, newRecoveryCodes, removeFactor } from '../domain/mfa.ts';
 import { forgetRememberedDevices, listRememberedDevices } from '../db/remembered-devices.ts';
 import { AppError } from '../errors.ts';
+import { accountSessions } from '../domain/sessions.ts';
+import { revokeSessions } from '../oidc/sessions.ts';
 import { registerPasskeyAccountRoutes } from './passkeys.ts';
 import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, type SignedIn } from './session.ts';
 
@@ -31,6 +33,8 @@ const NOTICES: Record<string, string> = {
   'sms-factor': 'Text message codes are on for two-step verification.',
   'devices-forgotten': 'Every device will ask for the second step again.',
   'passkey-added': 'Your passkey is added.',
+  'session-revoked': 'That session is signed out.',
+  'sessions-revoked': 'Every other session is signed out.',
 };
 
 interface PageState {
@@ -51,6 +55,7 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
       account: signedIn.account,
       mfa: await mfaSummary(services, signedIn.account.id),
       devices: await listRememberedDevices(services.knex, signedIn.account.id),
+      sessions: await accountSessions(services.knex, signedIn.account.id, signedIn.sessionUid),
       csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
       notice: state.error || state.errors ? undefined : done,
       error: state.error,
@@ -211,6 +216,16 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
   router.post('/sms-factor', body, change(async ({ account }, _form, ctx) => {
     await enableSmsFactor(services, account.id, auditMeta(ctx));
     return 'sms-factor';
+  }));
+  router.post('/sessions/:id/revoke', body, change(async ({ account, sessionUid }, _form, ctx) => {
+    const uid = String(ctx.params.id);
+    if (uid === sessionUid) throw new AppError('current_session', 'To end this session, use Sign out.', 400);
+    await revokeSessions(services, host.provider, { accountId: account.id, uid }, 'revoked_by_user', { ip: ctx.ip, userAgent: ctx.get('user-agent') });
+    return 'session-revoked';
+  }));
+  router.post('/sessions/revoke-others', body, change(async ({ account, sessionUid }, _form, ctx) => {
+    await revokeSessions(services, host.provider, { accountId: account.id, exceptUid: sessionUid }, 'revoked_by_user', { ip: ctx.ip, userAgent: ctx.get('user-agent') });
+    return 'sessions-revoked';
   }));
   router.post('/devices/forget', body, change(async ({ account }) => {
     await forgetRememberedDevices(services.knex, account.id);

@@ -8,6 +8,7 @@ import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerResource } from './commands/resource.ts';
 import { registerUser } from './commands/user.ts';
+import { registerSession } from './commands/session.ts';
 import type { CliContext, CliOutput } from './context.ts';
 
 export const EXIT_FAILURE = 1;
@@ -25,6 +26,7 @@ function buildProgram(ctx: CliContext, output: CliOutput): Command {
   registerUser(program, ctx);
   registerResource(program, ctx);
   registerKeys(program, ctx);
+  registerSession(program, ctx);
   return program;
 }
 

@@ -2,6 +2,7 @@
 // sessions and refresh tokens (they fail at next use: see oidc/account.ts).
 import { findAccountRowByEmail, updateAccount, type AccountRow, type AccountStatus } from '../db/accounts.ts';
 import { AppError } from '../errors.ts';
+import { markSessionsRevoked } from '../db/account-sessions.ts';
 import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
 import { normalizeEmail } from './emails.ts';
@@ -53,7 +54,9 @@ export async function changeAccountStatus(services: StatusServices, rawEmail: st
     if (action === 'reactivate' && !['suspended', 'blocked', 'locked'].includes(row.status)) {
       throw new AppError('invalid_state', `the account is ${row.status}, not suspended, blocked or locked`, 409);
     }
-    const result = await updateAccount(trx, row.id, changesFor(action, row));
+    const changes = changesFor(action, row);
+    const result = await updateAccount(trx, row.id, changes);
+    if (changes.revokeTokens) await markSessionsRevoked(trx, { accountId: row.id }, `account_${action}`);
     await recordAudit(trx, { type: EVENTS[action], outcome: 'success', accountId: row.id, ...auditContext(meta, { previous_status: row.status }) });
     return result;
   });

@@ -3,6 +3,7 @@
 // account and tells the owner by mail.
 import { findAccountRow, findAccountRowByEmail, updateAccount } from '../db/accounts.ts';
 import { recentTokens } from '../db/one-time-tokens.ts';
+import { markSessionsRevoked } from '../db/account-sessions.ts';
 import { AppError } from '../errors.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
 import { normalizeEmail } from './emails.ts';
@@ -73,6 +74,7 @@ export async function completePasswordReset(services: LifecycleServices, token: 
       email_verified: true,
       ...(account.status === 'pending' || account.status === 'locked' ? { status: 'active' } : {}),
     });
+    await markSessionsRevoked(trx, { accountId: account.id }, 'password_reset');
     await services.notifier.queueMail(trx, {
       to: account.email,
       template: 'password-changed',

@@ -127,6 +127,11 @@ export async function setPassword(services: UserServices, email: string, passwor
   return toPublicAccount(row);
 }
 
+export async function findAccountByEmail(knex: Knex | Knex.Transaction, rawEmail: string): Promise<Account | undefined> {
+  const row = await findAccountRowByEmail(knex, normalizeEmail(rawEmail));
+  return row ? toAccount(row) : undefined;
+}
+
 export async function findAccountById(knex: Knex | Knex.Transaction, id: string): Promise<Account | undefined> {
   const row = await findAccountRow(knex, id);
   return row ? toAccount(row) : undefined;

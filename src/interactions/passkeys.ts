@@ -90,6 +90,11 @@ function bindingFor(purpose: Purpose, details: InteractionDetails): { binding: A
   return { binding: { purpose, interactionUid: details.uid } };
 }
 
+/**
+ * GET /passkey/options?purpose=second-factor|passwordless and POST /passkey/verify under the
+ * interaction router. `_formBody` is that router's form parser: these endpoints take JSON and
+ * bring their own parser.
+ */
 export function registerPasskeyInteractionRoutes(router: Router, services: Services, host: ProviderHost, _formBody: Middleware): void {
   const json = passkeyJsonBody();
 

@@ -108,6 +108,10 @@ export const mailTemplates = {
     data: (f) => z.object({ name: f.name(), factor: f.note(120), when: f.moment(), accountLink: f.link() }),
     subject: (_d, ctx) => `A sign-in method was removed from your ${ctx.productName} account`,
   }),
+  'new-sign-in': mail({
+    data: (f) => z.object({ name: f.name(), when: f.moment(), device: f.note(200), ip: f.note(64), sessionsLink: f.link() }),
+    subject: (_d, ctx) => `New sign-in to your ${ctx.productName} account`,
+  }),
   'magic-link': mail({
     data: (f) => z.object({ name: f.name(), link: f.link(), expiresInMinutes: f.count() }),
     subject: (_d, ctx) => `Your ${ctx.productName} sign-in link`,

@@ -12,6 +12,8 @@ import { findAccount } from './account.ts';
 import { findResource } from '../domain/resources.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
 import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
+import { trackSessions } from './sessions.ts';
+import { sessionTtl } from './session-lifetime.ts';
 
 export const SCOPES = ['openid', 'profile', 'email', 'phone', 'offline_access'];
 // Claims released per scope. acr/amr sit under openid so they reach ID tokens.
@@ -82,6 +84,12 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
     },
     acrValues: ACR_VALUES,
     loadExistingGrant: (ctx) => loadExistingGrant(ctx),
+    // oidc-provider refuses outgoing calls (back-channel logout, jwks_uri) to loopback and private
+    // addresses by attaching a guarded dispatcher; development setups may opt out.
+    fetch: (url, options) => {
+      if (config.backchannelLogoutAllowPrivate) delete (options as { dispatcher?: unknown }).dispatcher;
+      return globalThis.fetch(url, options);
+    },
     renderError: (ctx, out, error) => renderProviderError(services, ctx, out, error),
     features: {
       devInteractions: { enabled: false },
@@ -129,6 +137,7 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
         nonceSecret: crypto.createHash('sha256').update(`dpop-nonce:${services.cookieKeys[0]}`).digest(),
       },
       pushedAuthorizationRequests: { enabled: true },
+      backchannelLogout: { enabled: true },
       userinfo: { enabled: true },
     },
     ttl: {
@@ -146,15 +155,6 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
       BackchannelAuthenticationRequest: 600,
     },
   };
-}
-
-export function sessionTtl(config: Services['config'], session: { transient?: boolean; loginTs?: number }): number {
-  const remember = !session.transient;
-  const idle = remember ? config.ttl.rememberIdle : config.ttl.sessionIdle;
-  const absolute = remember ? config.ttl.rememberAbsolute : config.ttl.sessionAbsolute;
-  const now = Math.floor(Date.now() / 1000);
-  const left = (session.loginTs ?? now) + absolute - now;
-  return Math.max(1, Math.min(idle, left));
 }
 
 /**
@@ -181,6 +181,7 @@ export function createProvider(services: Services, jwks: JWK[]): Provider {
   const provider = new Provider(services.config.issuer, buildConfiguration(services, jwks));
   provider.proxy = services.config.trustProxy;
   const log = services.logger;
+  trackSessions(services, provider, Provider);
   provider.on('server_error', (ctx, err) => log.error({ err, requestId: ctx.state?.requestId }, 'provider server error'));
   provider.on('grant.error', (ctx, err) => log.info({ requestId: ctx.state?.requestId, error: (err as Error).name, description: (err as { error_description?: string }).error_description }, 'token request refused'));
   return provider;

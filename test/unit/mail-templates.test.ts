@@ -16,6 +16,7 @@ const samples: { [Name in MailTemplateName]: MailTemplateData<Name> } = {
   invitation: { name: hostile, link: 'https://id.acme.test/invitation?token=invite789', expiresInDays: 7, inviterNote: `Welcome aboard ${hostile}` },
   'mfa-factor-added': { name: hostile, factor: `Authenticator app ${hostile}`, when: new Date('2026-03-04T05:06:07Z'), accountLink: 'https://id.acme.test/account?added' },
   'mfa-factor-removed': { name: hostile, factor: 'Passkey "Laptop"', when: new Date('2026-03-04T05:06:07Z'), accountLink: 'https://id.acme.test/account?removed' },
+  'new-sign-in': { name: hostile, when: new Date('2026-03-04T05:06:07Z'), device: 'Chrome 142 on Linux', ip: '203.0.113.9', sessionsLink: 'https://id.acme.test/account?sessions' },
   'magic-link': { name: hostile, link: 'https://id.acme.test/magic-link?token=magic321', expiresInMinutes: 10 },
 };
 

@@ -1,0 +1,138 @@
+// Sign-in sessions as people see them: every save of an oidc-provider session updates its row
+// in account_sessions (who, when, where from, which apps), and revoking one ends the provider
+// session, destroys the grants and tokens issued through it, and tells each app by back-channel
+// logout. All of it lives in the shared database and the protocol store, never in one process.
+import type Provider from 'oidc-provider';
+import { UAParser } from 'ua-parser-js';
+import type { Services } from '../services.ts';
+import { findSession, hasOtherSessions, knownDevice, markSessionsRevoked, upsertSession, type SessionSeen } from '../db/account-sessions.ts';
+import { findAccountById } from '../domain/users.ts';
+import { pageLink } from '../domain/links.ts';
+import { recordAudit } from '../domain/audit.ts';
+import { sessionTtl } from './session-lifetime.ts';
+
+interface ProviderSession {
+  uid: string;
+  accountId?: string;
+  loginTs?: number;
+  transient?: boolean;
+  amr?: string[];
+  acr?: string;
+  authorizations?: Record<string, { sid?: string; grantId?: string }>;
+  destroy(): Promise<void>;
+}
+
+export function describeUserAgent(userAgent: string | undefined): { browser?: string; os?: string; deviceType?: string } {
+  if (!userAgent) return {};
+  const parsed = new UAParser(userAgent).getResult();
+  const browser = [parsed.browser.name, parsed.browser.major].filter(Boolean).join(' ') || undefined;
+  const os = [parsed.os.name, parsed.os.version].filter(Boolean).join(' ') || undefined;
+  return { browser, os, deviceType: parsed.device.type ?? 'desktop' };
+}
+
+/** Keeps account_sessions in step with the provider's sessions. */
+export function trackSessions(services: Services, provider: Provider, ProviderClass: { ctx: unknown }): void {
+  provider.on('session.saved', (saved: unknown) => {
+    const session = saved as ProviderSession;
+    if (!session.accountId) return;
+    const ctx = ProviderClass.ctx as { ip?: string; get?(name: string): string } | undefined;
+    const userAgent = ctx?.get?.('user-agent') || undefined;
+    const device = describeUserAgent(userAgent);
+    const now = Date.now();
+    const seen: SessionSeen = {
+      id: session.uid,
+      accountId: session.accountId,
+      loginAt: new Date((session.loginTs ?? Math.floor(now / 1000)) * 1000),
+      expiresAt: new Date(now + sessionTtl(services.config, session) * 1000),
+      ip: ctx?.ip,
+      userAgent,
+      browser: device.browser,
+      os: device.os,
+      deviceType: device.deviceType,
+      remember: !session.transient,
+      amr: session.amr ?? [],
+      acr: session.acr,
+      clients: Object.keys(session.authorizations ?? {}),
+    };
+    void recordSession(services, seen).catch((err: unknown) => services.logger.warn({ err }, 'recording a session failed'));
+  });
+}
+
+/** Stores the sighting; a first sign-in from a browser and system never seen on the account is mailed. */
+async function recordSession(services: Services, seen: SessionSeen): Promise<void> {
+  const isNew = (await findSession(services.knex, seen.id)) === undefined;
+  await upsertSession(services.knex, seen);
+  if (!isNew) return;
+  const account = await findAccountById(services.knex, seen.accountId);
+  // A first sign-in ever is not news; a new browser or system on an account with history is.
+  if (!account || !(await hasOtherSessions(services.knex, seen.accountId, seen.id)) || (await knownDevice(services.knex, seen.accountId, seen.browser, seen.os, seen.id))) return;
+  await services.knex.transaction((trx) => services.notifier.queueMail(trx, {
+    to: account.email,
+    template: 'new-sign-in',
+    data: { name: account.name, when: seen.loginAt, device: [seen.browser, seen.os].filter(Boolean).join(' on ') || 'an unknown browser', ip: seen.ip, sessionsLink: pageLink(services.config, 'account') },
+  }));
+  services.notifier.kick();
+}
+
+async function notifyClient(services: Services, provider: Provider, clientId: string, accountId: string, sid: string | undefined): Promise<void> {
+  // The library's type declarations predate Client#backchannelLogout.
+  const client = (await provider.Client.find(clientId)) as unknown as { backchannelLogoutUri?: string; backchannelLogout(sub: string, sid: string): Promise<void> } | undefined;
+  if (!client?.backchannelLogoutUri) return;
+  let lastError: unknown;
+  for (const delayMs of [0, 500, 2000]) {
+    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+    try {
+      await client.backchannelLogout(accountId, sid ?? '');
+      await recordAudit(services.knex, { type: 'session.backchannel_logout', outcome: 'success', accountId, clientId });
+      return;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  services.logger.warn({ clientId, err: lastError instanceof Error ? lastError.message : String(lastError) }, 'back-channel logout failed');
+  await recordAudit(services.knex, { type: 'session.backchannel_logout', outcome: 'failure', accountId, clientId, details: { error: lastError instanceof Error ? lastError.message : String(lastError) } });
+}
+
+/** Ends one provider session: its grants and tokens, its apps (back-channel), the session itself. */
+async function endProviderSession(services: Services, provider: Provider, uid: string): Promise<void> {
+  const session = (await provider.Session.findByUid(uid)) as unknown as ProviderSession | undefined;
+  if (!session) return;
+  const accountId = session.accountId;
+  const notifications: Promise<void>[] = [];
+  for (const [clientId, authorization] of Object.entries(session.authorizations ?? {})) {
+    if (authorization.grantId) {
+      const grant = await provider.Grant.find(authorization.grantId);
+      await grant?.destroy();
+      // Every token stored under the grant (access, refresh, codes) goes with it.
+      await provider.AccessToken.revokeByGrantId(authorization.grantId);
+    }
+    if (accountId) notifications.push(notifyClient(services, provider, clientId, accountId, authorization.sid));
+  }
+  await session.destroy();
+  await Promise.all(notifications);
+}
+
+export interface RevokeSelection {
+  accountId: string;
+  /** One session; all of the account's sessions when absent. */
+  uid?: string;
+  /** Keep this one (e.g. "sign out everywhere else"). */
+  exceptUid?: string;
+}
+
+/** Revokes sessions; returns the uids ended. */
+export async function revokeSessions(services: Services, provider: Provider, selection: RevokeSelection, reason: string, meta: { ip?: string; userAgent?: string } = {}): Promise<string[]> {
+  const uids = await services.knex.transaction(async (trx) => {
+    const ended = await markSessionsRevoked(trx, { accountId: selection.accountId, id: selection.uid, exceptId: selection.exceptUid }, reason);
+    if (ended.length) await recordAudit(trx, { type: 'session.revoked', outcome: 'success', accountId: selection.accountId, ip: meta.ip, userAgent: meta.userAgent, details: { sessions: ended, reason } });
+    return ended;
+  });
+  for (const uid of uids) {
+    try {
+      await endProviderSession(services, provider, uid);
+    } catch (err) {
+      services.logger.error({ err, uid }, 'ending a revoked session failed');
+    }
+  }
+  return uids;
+}
