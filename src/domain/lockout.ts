@@ -5,6 +5,7 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config.ts';
 import { recordFailedLoginRow, recordSuccessfulLoginRow, unlockAccountRow } from '../db/lockout.ts';
+import { findAccountRow } from '../db/accounts.ts';
 
 type Db = Knex | Knex.Transaction;
 
@@ -71,4 +72,10 @@ export async function unlockAccount(db: Db, accountId: string): Promise<UnlockOu
   if (!UUID.test(accountId)) return { found: false, wasLocked: false };
   const row = await unlockAccountRow(db, accountId);
   return row ? { found: true, wasLocked: row.was_locked } : { found: false, wasLocked: false };
+}
+
+/** Whether a timed lock is in force for the account right now. */
+export async function accountIsLocked(db: Db, accountId: string): Promise<boolean> {
+  const row = await findAccountRow(db, accountId);
+  return row ? lockState(row).locked : false;
 }

@@ -14,7 +14,7 @@ import { redeemRecoveryCode } from '../domain/recovery-codes.ts';
 import { sendSmsChallenge, checkSmsChallenge } from '../domain/sms-factor.ts';
 import { recordAudit } from '../domain/audit.ts';
 import { findAccountById } from '../domain/users.ts';
-import { recordFailedLogin } from '../domain/lockout.ts';
+import { accountIsLocked, recordFailedLogin } from '../domain/lockout.ts';
 import { AppError } from '../errors.ts';
 import { csrfToken } from '../security/csrf.ts';
 import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
@@ -134,6 +134,8 @@ export async function submitMfa(services: Services, host: ProviderHost, ctx: Con
   await limitAttempt(services, 'otpAccount', pending.accountId);
   const amrFor: Record<string, string> = { totp: 'otp', recovery: 'otp', sms: 'sms' };
   const amr = await services.knex.transaction(async (trx) => {
+    // A locked account gets the same answer as a wrong code, right code or not.
+    if (await accountIsLocked(trx, pending.accountId)) return undefined;
     let ok = false;
     if (method === 'totp') ok = await verifyTotpCode(services, trx, pending.accountId, code);
     else if (method === 'recovery') ok = await redeemRecoveryCode(services, trx, pending.accountId, code);
