@@ -64,6 +64,9 @@ const schema = z.object({
   AUTHORIZATION_CODE_TTL: seconds(60),
   ID_TOKEN_TTL: seconds(60 * 60),
   REFRESH_TOKEN_TTL: seconds(14 * 24 * 3600),
+  REFRESH_TOKEN_TTL_SHORT: seconds(3600),
+  ACCESS_TOKEN_TTL_REMEMBER: seconds(24 * 3600),
+  REFRESH_FINGERPRINT_POLICY: z.enum(['allow', 'alert', 'deny']).default('alert'),
   SESSION_IDLE_TTL: seconds(30 * 60),
   SESSION_ABSOLUTE_TTL: seconds(10 * 3600),
   REMEMBER_ME_IDLE_TTL: seconds(14 * 24 * 3600),
@@ -134,9 +137,14 @@ export interface Config {
   cookieKeys: string[] | undefined;
   ttl: {
     accessToken: number;
+    /** Opaque access tokens of a "Remember me" sign-in (JWT access tokens keep `accessToken`). */
+    accessTokenRemember: number;
     authorizationCode: number;
     idToken: number;
+    /** Refresh tokens of a "Remember me" sign-in. */
     refreshToken: number;
+    /** Refresh tokens of a sign-in without "Remember me". */
+    refreshTokenShort: number;
     /** Without "Remember me": idle and absolute session limits (Keycloak's defaults). */
     sessionIdle: number;
     sessionAbsolute: number;
@@ -147,6 +155,8 @@ export interface Config {
     clientCredentials: number;
   };
   keysReloadSeconds: number;
+  /** What a refresh from another device than the token was issued to leads to. */
+  refreshFingerprintPolicy: 'allow' | 'alert' | 'deny';
   /** Allows back-channel logout calls to loopback/private addresses (development and tests). */
   backchannelLogoutAllowPrivate: boolean;
   /** How long a rotated-out signing key stays in JWKS so tokens it signed still verify. */
@@ -246,9 +256,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     cookieKeys: e.COOKIE_KEYS,
     ttl: {
       accessToken: e.ACCESS_TOKEN_TTL,
+      accessTokenRemember: e.ACCESS_TOKEN_TTL_REMEMBER,
       authorizationCode: e.AUTHORIZATION_CODE_TTL,
       idToken: e.ID_TOKEN_TTL,
       refreshToken: e.REFRESH_TOKEN_TTL,
+      refreshTokenShort: e.REFRESH_TOKEN_TTL_SHORT,
       sessionIdle: e.SESSION_IDLE_TTL,
       sessionAbsolute: e.SESSION_ABSOLUTE_TTL,
       rememberIdle: e.REMEMBER_ME_IDLE_TTL,
@@ -257,6 +269,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       clientCredentials: e.CLIENT_CREDENTIALS_TTL,
     },
     keysReloadSeconds: e.KEYS_RELOAD_SECONDS,
+    refreshFingerprintPolicy: e.REFRESH_FINGERPRINT_POLICY,
     backchannelLogoutAllowPrivate: e.BACKCHANNEL_LOGOUT_ALLOW_PRIVATE,
     retiredKeysPublishedSeconds: e.RETIRED_KEYS_PUBLISHED_SECONDS,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,

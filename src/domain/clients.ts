@@ -33,6 +33,13 @@ export type ClientMetadata = {
   scope?: string;
   jwks_uri?: string;
   id_token_signed_response_alg?: IdTokenAlg;
+  /** Every token request must carry a DPoP proof (RFC 9449); tokens are bound to its key. */
+  dpop_bound_access_tokens?: boolean;
+  /** Where logout tokens are POSTed when a session ends (OpenID Connect Back-Channel Logout). */
+  backchannel_logout_uri?: string;
+  backchannel_logout_session_required?: boolean;
+  /** Seconds a just-rotated refresh token may be presented again to get the same successor. */
+  refresh_token_grace_seconds?: number;
 };
 
 export type ProviderClientMetadata = ClientMetadata & {
@@ -57,6 +64,9 @@ export interface CreateClientInput {
   firstParty?: boolean;
   jwksUri?: string;
   idTokenSignedResponseAlg?: string;
+  dpop?: boolean;
+  backchannelLogoutUri?: string;
+  refreshGraceSeconds?: number;
 }
 
 type ClientServices = Pick<Services, 'knex' | 'secrets'>;
@@ -67,6 +77,9 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 // RFC 8252 section 7.1: private-use schemes are reverse domain names, so they contain a dot.
 const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+$/;
 const MAX_URIS = 50;
+// A longer window would let a stolen, already rotated refresh token through for longer; a lost
+// response is retried within seconds.
+export const MAX_REFRESH_GRACE_SECONDS = 300;
 
 const inputSchema = z.object({
   name: z.string().trim().min(1, 'a client name is required').max(200, 'the client name is longer than 200 characters'),
@@ -87,6 +100,14 @@ const inputSchema = z.object({
   firstParty: z.boolean().default(false),
   jwksUri: z.string().optional(),
   idTokenSignedResponseAlg: z.enum(ID_TOKEN_ALGS, { error: `the ID token algorithm must be one of ${ID_TOKEN_ALGS.join(', ')}` }).optional(),
+  dpop: z.boolean().default(false),
+  backchannelLogoutUri: z.string().optional(),
+  refreshGraceSeconds: z
+    .number({ error: 'the refresh grace window must be a whole number of seconds' })
+    .int('the refresh grace window must be a whole number of seconds')
+    .min(0, 'the refresh grace window cannot be negative')
+    .max(MAX_REFRESH_GRACE_SECONDS, `the refresh grace window is at most ${MAX_REFRESH_GRACE_SECONDS} seconds`)
+    .default(0),
 });
 
 function invalidMetadata(message: string): AppError {
@@ -140,6 +161,15 @@ function checkJwksUri(raw: string): string {
   return raw;
 }
 
+function checkBackchannelLogoutUri(raw: string): string {
+  const url = /\s/.test(raw) ? undefined : parseUri(raw);
+  const acceptable = url && (url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)));
+  if (!url || !acceptable || raw.includes('#') || url.username || url.password) {
+    throw invalidMetadata(`the back-channel logout URI "${raw}" must be an absolute https URI (http only on localhost, 127.0.0.1 and [::1]) without a fragment or credentials`);
+  }
+  return raw;
+}
+
 /** Validates the input and builds the stored metadata; throws AppError naming the problem. */
 function buildMetadata(input: CreateClientInput): { clientId: string; secret: string | undefined; metadata: ClientMetadata; firstParty: boolean } {
   const parsed = inputSchema.safeParse(input);
@@ -183,6 +213,16 @@ function buildMetadata(input: CreateClientInput): { clientId: string; secret: st
     }
   }
 
+  if (data.refreshGraceSeconds > 0) {
+    if (!grantTypes.includes('refresh_token')) throw invalidMetadata('a refresh grace window needs the refresh_token grant type');
+    // A replay inside the window is answered before oidc-provider authenticates the client, so we
+    // authenticate it ourselves, which is done for secrets and public clients only.
+    if (data.authMethod === 'private_key_jwt') throw invalidMetadata('a refresh grace window is available to clients using client_secret_basic, client_secret_post or none');
+  }
+  if (data.backchannelLogoutUri !== undefined && !usesCode) {
+    throw invalidMetadata('back-channel logout is for clients that sign users in (authorization_code)');
+  }
+
   const scope = normalizeScope(data.scope);
   const metadata: ClientMetadata = {
     client_name: data.name,
@@ -195,6 +235,11 @@ function buildMetadata(input: CreateClientInput): { clientId: string; secret: st
     ...(scope !== undefined ? { scope } : {}),
     ...(data.jwksUri !== undefined ? { jwks_uri: checkJwksUri(data.jwksUri) } : {}),
     ...(data.idTokenSignedResponseAlg !== undefined ? { id_token_signed_response_alg: data.idTokenSignedResponseAlg } : {}),
+    ...(data.dpop ? { dpop_bound_access_tokens: true } : {}),
+    ...(data.backchannelLogoutUri !== undefined
+      ? { backchannel_logout_uri: checkBackchannelLogoutUri(data.backchannelLogoutUri), backchannel_logout_session_required: true }
+      : {}),
+    ...(data.refreshGraceSeconds > 0 ? { refresh_token_grace_seconds: data.refreshGraceSeconds } : {}),
   };
   return {
     clientId: data.clientId ?? crypto.randomBytes(16).toString('base64url'),
@@ -229,6 +274,7 @@ export async function createClient(services: ClientServices, input: CreateClient
 const METADATA_ORDER = [
   'client_name', 'redirect_uris', 'post_logout_redirect_uris', 'grant_types', 'response_types',
   'token_endpoint_auth_method', 'application_type', 'scope', 'jwks_uri', 'id_token_signed_response_alg',
+  'dpop_bound_access_tokens', 'backchannel_logout_uri', 'backchannel_logout_session_required', 'refresh_token_grace_seconds',
 ];
 
 // jsonb keeps keys in its own order; put them back in ours so output reads the same every time.

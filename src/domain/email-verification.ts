@@ -3,7 +3,7 @@
 import { findAccountRow, findAccountRowByEmail, updateAccount } from '../db/accounts.ts';
 import { recentTokens } from '../db/one-time-tokens.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
-import { normalizeEmail } from './emails.ts';
+import { emailOrUndefined } from './emails.ts';
 import { pageLink } from './links.ts';
 import { issueToken, redeemToken } from './one-time-tokens.ts';
 import type { LifecycleServices } from './signup.ts';
@@ -26,12 +26,8 @@ export async function verifyEmail(services: LifecycleServices, token: unknown, m
 
 /** Sends a fresh link to a pending address, at most once per cooldown; silent otherwise. */
 export async function resendVerification(services: LifecycleServices, rawEmail: string, meta: AuditMeta = {}): Promise<void> {
-  let email: string;
-  try {
-    email = normalizeEmail(rawEmail);
-  } catch {
-    return;
-  }
+  const email = emailOrUndefined(rawEmail);
+  if (!email) return;
   const { config } = services;
   const sent = await services.knex.transaction(async (trx) => {
     const account = await findAccountRowByEmail(trx, email);

@@ -24,3 +24,12 @@ export function normalizeEmail(input: string): string {
   if (labels.length < 2 || labels.some((label) => label.length === 0)) throw invalid();
   return `${local}@${domain}`;
 }
+
+/** The normalized address, or undefined for input that cannot be one (it then names no account). */
+export function emailOrUndefined(input: string): string | undefined {
+  try {
+    return normalizeEmail(input);
+  } catch {
+    return undefined;
+  }
+}

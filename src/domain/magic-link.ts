@@ -6,7 +6,7 @@
 import { findAccountRow, findAccountRowByEmail } from '../db/accounts.ts';
 import { consumeTokenById, findUsableTokenByData, mergeTokenData, recentTokens } from '../db/one-time-tokens.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
-import { normalizeEmail } from './emails.ts';
+import { emailOrUndefined } from './emails.ts';
 import { lockState } from './lockout.ts';
 import { hashToken, issueToken, peekToken } from './one-time-tokens.ts';
 import type { LifecycleServices } from './signup.ts';
@@ -16,12 +16,7 @@ import { wholeUnits } from './durations.ts';
 const COOLDOWN_SECONDS = 60;
 
 export async function requestMagicLink(services: LifecycleServices, rawEmail: string, request: { uid: string; browserSecret: string; linkBase: string }, meta: AuditMeta = {}): Promise<void> {
-  let email: string | undefined;
-  try {
-    email = normalizeEmail(rawEmail);
-  } catch {
-    email = undefined;
-  }
+  const email = emailOrUndefined(rawEmail);
   const { config } = services;
   const sent = await services.knex.transaction(async (trx) => {
     const account = email ? await findAccountRowByEmail(trx, email) : undefined;

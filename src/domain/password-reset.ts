@@ -6,7 +6,7 @@ import { recentTokens } from '../db/one-time-tokens.ts';
 import { markSessionsRevoked } from '../db/account-sessions.ts';
 import { AppError } from '../errors.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
-import { normalizeEmail } from './emails.ts';
+import { emailOrUndefined } from './emails.ts';
 import { pageLink } from './links.ts';
 import { issueToken, peekToken, redeemToken } from './one-time-tokens.ts';
 import { assertStrongPassword } from './password-policy.ts';
@@ -19,12 +19,7 @@ const RECOVERABLE = new Set(['active', 'pending', 'locked']);
 export const INVALID_LINK = 'This link is invalid, has expired or was already used. Ask for a new one.';
 
 export async function requestPasswordReset(services: LifecycleServices, rawEmail: string, meta: AuditMeta = {}): Promise<void> {
-  let email: string | undefined;
-  try {
-    email = normalizeEmail(rawEmail);
-  } catch {
-    email = undefined;
-  }
+  const email = emailOrUndefined(rawEmail);
   const { config } = services;
   const sent = await services.knex.transaction(async (trx) => {
     const account = email ? await findAccountRowByEmail(trx, email) : undefined;

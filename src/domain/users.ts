@@ -15,7 +15,7 @@ import {
 import { AppError } from '../errors.ts';
 import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
-import { normalizeEmail } from './emails.ts';
+import { emailOrUndefined, normalizeEmail } from './emails.ts';
 import { pageLink } from './links.ts';
 import { lockState, recordFailedLogin, recordSuccessfulLogin } from './lockout.ts';
 import { assertPasswordAcceptable, hashPassword, MAX_PASSWORD_LENGTH, needsRehash, verifyPassword, type PasswordHashParams } from './passwords.ts';
@@ -164,12 +164,8 @@ export async function authenticateWithPassword(
 ): Promise<PasswordAuthResult> {
   const { config } = services;
   const params = config.passwordHash;
-  let email: string | undefined;
-  try {
-    email = normalizeEmail(credentials.email);
-  } catch {
-    // A malformed email cannot name an account; it fails like an unknown one.
-  }
+  // A malformed email cannot name an account; it fails like an unknown one.
+  const email = emailOrUndefined(credentials.email);
   const row = email ? await findAccountRowByEmail(services.knex, email) : undefined;
   const password = typeof credentials.password === 'string' ? credentials.password : '';
   // Longer than any acceptable password (at most two UTF-16 units per character): it matches no

@@ -9,7 +9,7 @@ import { authenticateWithPassword } from '../domain/users.ts';
 import { csrfToken, verifyCsrf } from '../security/csrf.ts';
 import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
 import { checkCaptcha, loginNeedsCaptcha, offerCaptcha, refuseWhileLimited } from './guards.ts';
-import { normalizeEmail } from '../domain/emails.ts';
+import { emailOrUndefined } from '../domain/emails.ts';
 import { AppError } from '../errors.ts';
 import { afterFirstFactor } from './mfa.ts';
 
@@ -53,12 +53,7 @@ export async function submitLogin(services: Services, host: ProviderHost, ctx: C
   const remember = form.remember === '1' || form.remember === 'on';
   const clientId = String(details.params.client_id);
   const ip = ctx.ip;
-  let accountKey: string;
-  try {
-    accountKey = `${normalizeEmail(form.email)}|${ip}`;
-  } catch {
-    accountKey = `invalid|${ip}`;
-  }
+  const accountKey = `${emailOrUndefined(form.email) ?? 'invalid'}|${ip}`;
   // Limits count failures only, so people who type their password right are never slowed down.
   await refuseWhileLimited(services, 'loginIp', ip);
   await refuseWhileLimited(services, 'loginAccountIp', accountKey);

@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { AUTH_METHODS, createClient, deleteClient, GRANT_TYPES, ID_TOKEN_ALGS, listClients } from '../../domain/clients.ts';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { AUTH_METHODS, createClient, deleteClient, GRANT_TYPES, ID_TOKEN_ALGS, listClients, MAX_REFRESH_GRACE_SECONDS } from '../../domain/clients.ts';
 import { CLI_AUDIT, collect, collectChoice, type CliContext } from '../context.ts';
 
 interface CreateOptions {
@@ -14,6 +14,14 @@ interface CreateOptions {
   firstParty?: boolean;
   jwksUri?: string;
   idTokenAlg?: string;
+  dpop?: boolean;
+  backchannelLogoutUri?: string;
+  refreshGraceSeconds?: number;
+}
+
+function wholeSeconds(raw: string): number {
+  if (!/^\d+$/.test(raw)) throw new InvalidArgumentError('expected a whole number of seconds');
+  return Number(raw);
 }
 
 export function registerClient(program: Command, ctx: CliContext): void {
@@ -36,6 +44,9 @@ export function registerClient(program: Command, ctx: CliContext): void {
     .option('--first-party', 'a client of our own: users are not asked for consent')
     .option('--jwks-uri <uri>', 'where the client publishes its keys (needed for private_key_jwt)')
     .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm').choices(ID_TOKEN_ALGS))
+    .option('--dpop', 'require DPoP proofs (RFC 9449): every token is bound to the client\'s key')
+    .option('--backchannel-logout-uri <uri>', 'where logout tokens are POSTed when a user\'s session ends')
+    .option('--refresh-grace-seconds <n>', `seconds (0-${MAX_REFRESH_GRACE_SECONDS}, default 0 = off) in which a just-rotated refresh token may be sent again and returns the same new tokens`, wholeSeconds)
     .action((options: CreateOptions) =>
       ctx.run((services) =>
         createClient(
@@ -52,6 +63,9 @@ export function registerClient(program: Command, ctx: CliContext): void {
             firstParty: options.firstParty === true,
             jwksUri: options.jwksUri,
             idTokenSignedResponseAlg: options.idTokenAlg,
+            dpop: options.dpop === true,
+            backchannelLogoutUri: options.backchannelLogoutUri,
+            refreshGraceSeconds: options.refreshGraceSeconds,
           },
           CLI_AUDIT,
         ),
