@@ -15,6 +15,7 @@ import { securityHeaders } from './security/headers.ts';
 import { captchaCspSources } from './security/captcha.ts';
 import { setRetryAfter } from './security/rate-limit.ts';
 import { tokenEndpointRateLimit } from './oidc/token-rate-limit.ts';
+import { refreshTokenLifecycle } from './oidc/refresh-tokens.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { interactionRouter, linksRouter } from './interactions/router.ts';
 import { accountRouter } from './account/router.ts';
@@ -125,6 +126,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   const account = accountRouter(services, host);
   app.use(account.routes()).use(account.allowedMethods());
   app.use(tokenEndpointRateLimit(services.rateLimits));
+  app.use(refreshTokenLifecycle(services, host));
   app.use(host.middleware);
   app.use(() => {
     throw new AppError('not_found', 'There is no page at this address.', 404);

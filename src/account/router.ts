@@ -14,7 +14,7 @@ import { limitAttempt } from '../interactions/guards.ts';
 import { renderTotpEnroll } from '../interactions/mfa-enroll.ts';
 import { beginTotpEnrollment, confirmTotpEnrollment, pendingTotpEnrollment } from '../domain/totp.ts';
 import { enableSmsFactor, factorAdded, mfaSummary, newRecoveryCodes, removeFactor } from '../domain/mfa.ts';
-import { forgetRememberedDevices, listRememberedDevices } from '../db/remembered-devices.ts';
+import { forgetDevices, rememberedDevices } from '../domain/remembered-devices.ts';
 import { AppError } from '../errors.ts';
 import { accountSessions } from '../domain/sessions.ts';
 import { revokeSessions } from '../oidc/sessions.ts';
@@ -54,7 +54,7 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     await ctx.render('account', {
       account: signedIn.account,
       mfa: await mfaSummary(services, signedIn.account.id),
-      devices: await listRememberedDevices(services.knex, signedIn.account.id),
+      devices: await rememberedDevices(services.knex, signedIn.account.id),
       sessions: await accountSessions(services.knex, signedIn.account.id, signedIn.sessionUid),
       csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
       notice: state.error || state.errors ? undefined : done,
@@ -228,7 +228,7 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     return 'sessions-revoked';
   }));
   router.post('/devices/forget', body, change(async ({ account }) => {
-    await forgetRememberedDevices(services.knex, account.id);
+    await forgetDevices(services.knex, account.id);
     return 'devices-forgotten';
   }));
   registerPasskeyAccountRoutes(router, services, host, body);

@@ -1,6 +1,6 @@
 // The sign-in sessions an account can see in /account and the CLI.
 import type { Knex } from 'knex';
-import { listActiveSessions, type AccountSessionRow } from '../db/account-sessions.ts';
+import { findSession, listActiveSessions, type AccountSessionRow } from '../db/account-sessions.ts';
 
 export interface SessionView {
   id: string;
@@ -38,4 +38,10 @@ function view(row: AccountSessionRow, currentId: string | undefined): SessionVie
 export async function accountSessions(knex: Knex, accountId: string, currentId?: string): Promise<SessionView[]> {
   const rows = await listActiveSessions(knex, accountId);
   return rows.map((r) => view(r, currentId)).sort((a, b) => Number(b.current) - Number(a.current));
+}
+
+/** The account of an active (not revoked) session, for revoking it by id. */
+export async function activeSessionAccount(knex: Knex, id: string): Promise<string | undefined> {
+  const row = await findSession(knex, id);
+  return row && !row.revoked_at ? row.account_id : undefined;
 }

@@ -4,8 +4,7 @@
 import crypto from 'node:crypto';
 import type { Context } from 'koa';
 import type { Services } from '../services.ts';
-import { insertRememberedDevice, useRememberedDevice } from '../db/remembered-devices.ts';
-import { hashToken } from '../domain/one-time-tokens.ts';
+import { deviceIsRemembered, rememberNewDevice } from '../domain/remembered-devices.ts';
 
 const COOKIE = 'gatehouse.device';
 
@@ -17,8 +16,7 @@ function cookieName(accountId: string): string {
 export async function rememberDevice(services: Services, ctx: Context, accountId: string): Promise<void> {
   const days = services.config.mfa.rememberDeviceDays;
   if (days <= 0) return;
-  const token = crypto.randomBytes(32).toString('base64url');
-  await insertRememberedDevice(services.knex, { accountId, tokenHash: hashToken(token), userAgent: ctx.get('user-agent') || undefined, ip: ctx.ip, days });
+  const token = await rememberNewDevice(services.knex, accountId, days, { userAgent: ctx.get('user-agent') || undefined, ip: ctx.ip });
   ctx.cookies.set(cookieName(accountId), token, {
     httpOnly: true,
     sameSite: 'lax',
@@ -33,5 +31,5 @@ export async function rememberDevice(services: Services, ctx: Context, accountId
 export async function isRememberedDevice(services: Services, ctx: Context, accountId: string): Promise<boolean> {
   if (services.config.mfa.rememberDeviceDays <= 0) return false;
   const token = ctx.cookies.get(cookieName(accountId), { signed: true });
-  return token ? useRememberedDevice(services.knex, accountId, hashToken(token)) : false;
+  return token ? deviceIsRemembered(services.knex, accountId, token) : false;
 }

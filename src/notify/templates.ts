@@ -116,6 +116,14 @@ export const mailTemplates = {
     data: (f) => z.object({ name: f.name(), link: f.link(), expiresInMinutes: f.count() }),
     subject: (_d, ctx) => `Your ${ctx.productName} sign-in link`,
   }),
+  'refresh-token-reuse': mail({
+    data: (f) => z.object({ name: f.name(), when: f.moment(), app: f.note(200), ip: f.note(64), sessionsLink: f.link() }),
+    subject: (_d, ctx) => `We signed you out of an app on your ${ctx.productName} account`,
+  }),
+  'refresh-token-new-device': mail({
+    data: (f) => z.object({ name: f.name(), when: f.moment(), app: f.note(200), device: f.note(120), ip: f.note(64), refused: z.boolean(), sessionsLink: f.link() }),
+    subject: (_d, ctx) => `An app on your ${ctx.productName} account was used from another device`,
+  }),
 };
 
 export type MailTemplateName = keyof typeof mailTemplates;

@@ -14,6 +14,9 @@ import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './
 import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
 import { trackSessions } from './sessions.ts';
 import { sessionTtl } from './session-lifetime.ts';
+import { accessTokenTtl, refreshTokenTtl } from './refresh-tokens.ts';
+import { MAX_REFRESH_GRACE_SECONDS } from '../domain/clients.ts';
+import { recordAudit } from '../domain/audit.ts';
 
 export const SCOPES = ['openid', 'profile', 'email', 'phone', 'offline_access'];
 // Claims released per scope. acr/amr sit under openid so they reach ID tokens.
@@ -62,10 +65,13 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
       id_token_signed_response_alg: 'RS256',
     },
     extraClientMetadata: {
-      properties: ['first_party'],
+      properties: ['first_party', 'refresh_token_grace_seconds'],
       validator(_ctx, key, value) {
         if (key === 'first_party' && value !== undefined && typeof value !== 'boolean') {
           throw new errors.InvalidClientMetadata('first_party must be a boolean');
+        }
+        if (key === 'refresh_token_grace_seconds' && value !== undefined && !(Number.isInteger(value) && (value as number) >= 0 && (value as number) <= MAX_REFRESH_GRACE_SECONDS)) {
+          throw new errors.InvalidClientMetadata(`refresh_token_grace_seconds must be a whole number from 0 to ${MAX_REFRESH_GRACE_SECONDS}`);
         }
       },
     },
@@ -118,13 +124,13 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        getResourceServerInfo: async (ctx, resourceIndicator) => {
           const resource = await findResource(services.knex, resourceIndicator);
           if (!resource) throw new errors.InvalidTarget(`resource ${resourceIndicator} is not registered`);
           return {
             scope: resource.scope,
             audience: resource.identifier,
-            accessTokenTTL: resource.accessTokenTtl ?? ttl.accessToken,
+            accessTokenTTL: resource.accessTokenTtl ?? accessTokenTtl(config, ctx, resource.accessTokenFormat),
             accessTokenFormat: resource.accessTokenFormat,
             // ES256: about ten times cheaper to sign than RS256 for tokens minted per request.
             ...(resource.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'ES256' } } } : {}),
@@ -141,11 +147,12 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
       userinfo: { enabled: true },
     },
     ttl: {
-      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.accessToken,
+      // Longer for opaque tokens of a "Remember me" sign-in (refresh-tokens.ts knows which).
+      AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? accessTokenTtl(config, ctx, 'opaque'),
       AuthorizationCode: ttl.authorizationCode,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl.clientCredentials,
       IdToken: ttl.idToken,
-      RefreshToken: ttl.refreshToken,
+      RefreshToken: (ctx, token) => refreshTokenTtl(config, ctx, token),
       // Sliding idle timeout, capped by the absolute lifetime counted from the sign-in.
       Session: (_ctx, session) => sessionTtl(services.config, session),
       Interaction: ttl.interaction,
@@ -183,6 +190,31 @@ export function createProvider(services: Services, jwks: JWK[]): Provider {
   const log = services.logger;
   trackSessions(services, provider, Provider);
   provider.on('server_error', (ctx, err) => log.error({ err, requestId: ctx.state?.requestId }, 'provider server error'));
+  // RP-initiated logout sends back-channel logouts itself; a failed one is retried and each
+  // outcome audited, as for revoked sessions (sessions.ts).
+  provider.on('backchannel.success', (_ctx, client, accountId) => {
+    void recordAudit(services.knex, { type: 'session.backchannel_logout', outcome: 'success', accountId, clientId: client.clientId }).catch((err: unknown) => log.warn({ err }, 'audit failed'));
+  });
+  provider.on('backchannel.error', (_ctx, err, client, accountId, sid) => void retryBackchannelLogout(services, client, accountId, sid, err));
   provider.on('grant.error', (ctx, err) => log.info({ requestId: ctx.state?.requestId, error: (err as Error).name, description: (err as { error_description?: string }).error_description }, 'token request refused'));
   return provider;
+}
+
+async function retryBackchannelLogout(services: Services, client: unknown, accountId: string, sid: string, firstError: unknown): Promise<void> {
+  // The library's type declarations predate Client#backchannelLogout.
+  const target = client as { clientId: string; backchannelLogout(sub: string, sid: string): Promise<void> };
+  let lastError = firstError;
+  for (const delayMs of [500, 2000]) {
+    await new Promise((r) => setTimeout(r, delayMs));
+    try {
+      await target.backchannelLogout(accountId, sid);
+      await recordAudit(services.knex, { type: 'session.backchannel_logout', outcome: 'success', accountId, clientId: target.clientId });
+      return;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  const error = lastError instanceof Error ? lastError.message : String(lastError);
+  services.logger.warn({ clientId: target.clientId, err: error }, 'back-channel logout failed');
+  await recordAudit(services.knex, { type: 'session.backchannel_logout', outcome: 'failure', accountId, clientId: target.clientId, details: { error } }).catch(() => undefined);
 }

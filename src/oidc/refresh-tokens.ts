@@ -501,7 +501,7 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     // A malformed DPoP header or another client's token is the provider's to refuse; neither says
     // anything about the device.
     const mismatch = row !== undefined && jkt !== 'unreadable' && presented.clientId === token.clientId && row.fingerprint !== fingerprint.value;
-    if (mismatch && config.refreshFingerprintPolicy === 'deny') {
+    if (row && mismatch && config.refreshFingerprintPolicy === 'deny') {
       await fingerprintMismatch(provider, row, fingerprint, true, meta);
       allowOrigin(ctx, presented.clientId ? await provider.Client.find(presented.clientId) : undefined);
       oauthError(ctx, 400, 'invalid_grant', 'refresh token was issued to another device');
@@ -517,7 +517,7 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
       // A token issued before bindings were recorded is bound from its first refresh on.
       const binding = row ?? { fingerprint: fingerprint.value, ua_family: fingerprint.uaFamily, dpop_jkt: fingerprint.jkt ?? null, alerted_fingerprint: null };
       const alerted = mismatch ? fingerprint.value : (binding.alerted_fingerprint ?? undefined);
-      if (mismatch) await fingerprintMismatch(provider, row, fingerprint, false, meta);
+      if (row && mismatch) await fingerprintMismatch(provider, row, fingerprint, false, meta);
       await recordIssued(provider, issued.refreshToken, {
         fingerprint: binding.fingerprint,
         uaFamily: binding.ua_family ?? undefined,

@@ -5,9 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as oidc from 'openid-client';
-import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consent, expectLoginPage, isConsentPage, launchBrowser, newPage, waitForRedirect } from '../helpers/browser.ts';
+import { consent, expectLoginPage, isConsentPage, launchBrowser, newPage, signIn, waitForRedirect } from '../helpers/browser.ts';
 import { CookieJar, parseForms } from '../helpers/http-login.ts';
 import { linkIn, startMailSink, type MailSink } from '../helpers/mail.ts';
 import {
@@ -23,6 +23,7 @@ import {
   type CallbackServer,
   type CreatedClient,
 } from '../helpers/rp.ts';
+import { address, alertText, goto, pageText, submit } from '../helpers/pages.ts';
 import { startServer, tempDataDir, testSecrets, type RunningServer } from '../helpers/server.ts';
 
 const BAD_CREDENTIALS = 'Incorrect email or password.';
@@ -45,49 +46,6 @@ afterAll(async () => {
 // Helpers: pages as a person sees them.
 // ---------------------------------------------------------------------------------------------
 
-/** The visible text of the page's card (what a person reads), whitespace collapsed. */
-async function pageText(page: Page): Promise<string> {
-  return (await page.locator('main').innerText()).replace(/\s+/g, ' ').trim();
-}
-
-/**
- * Fill and submit the hosted login form. (The button is matched exactly: the page may also offer
- * "Sign in with a passkey".)
- */
-async function signIn(page: Page, creds: { email: string; password: string; remember?: boolean }): Promise<void> {
-  await page.getByLabel('Email', { exact: true }).fill(creds.email);
-  await page.getByLabel('Password', { exact: true }).fill(creds.password);
-  const remember = page.getByLabel('Remember me');
-  if (creds.remember) await remember.check();
-  else await remember.uncheck();
-  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-}
-
-/** Runs `action` (a click or submit) and returns the final, non-redirect document response. */
-async function submit(page: Page, action: () => Promise<void>): Promise<Response> {
-  const final = page.waitForResponse(
-    (r) => r.request().resourceType() === 'document' && r.frame() === page.mainFrame() && (r.status() < 300 || r.status() >= 400),
-  );
-  await action();
-  const res = await final;
-  await page.waitForLoadState('domcontentloaded');
-  return res;
-}
-
-async function goto(page: Page, url: string | URL): Promise<Response> {
-  const res = await page.goto(String(url));
-  if (!res) throw new Error(`no response for ${String(url)}`);
-  return res;
-}
-
-async function alertText(page: Page): Promise<string> {
-  return (await page.getByRole('alert').first().innerText()).trim();
-}
-
-/** A mailbox address unique to this run, so repeated runs never meet each other's accounts. */
-function address(label: string): string {
-  return `${label}-${Date.now().toString(36)}@example.test`;
-}
 
 interface Flow {
   server: RunningServer;

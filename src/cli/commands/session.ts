@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Services } from '../../services.ts';
-import { accountSessions } from '../../domain/sessions.ts';
+import { accountSessions, activeSessionAccount } from '../../domain/sessions.ts';
 import { findAccountByEmail } from '../../domain/users.ts';
 import { AppError } from '../../errors.ts';
 import type { CliContext } from '../context.ts';
@@ -32,11 +32,10 @@ export function registerSession(program: Command, ctx: CliContext): void {
     .command('revoke <id>')
     .description('end one session: its tokens stop working and its apps get a back-channel logout')
     .action((id: string) => ctx.run(async (services) => {
-      const { findSession } = await import('../../db/account-sessions.ts');
-      const row = await findSession(services.knex, id);
-      if (!row || row.revoked_at) throw new AppError('session_not_found', 'no active session has this id', 404);
+      const owner = await activeSessionAccount(services.knex, id);
+      if (!owner) throw new AppError('session_not_found', 'no active session has this id', 404);
       const { revokeSessions } = await import('../../oidc/sessions.ts');
-      return { revoked: await revokeSessions(services, await provider(services), { accountId: row.account_id, uid: id }, 'revoked_by_admin') };
+      return { revoked: await revokeSessions(services, await provider(services), { accountId: owner, uid: id }, 'revoked_by_admin') };
     }));
 
   session
