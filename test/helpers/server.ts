@@ -55,7 +55,7 @@ function baseEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 /** Start a server; resolves once GET /healthz answers 200. `env` needs at least DATA_DIR. */
-export async function startServer(env: Record<string, string>, { timeoutMs = 60_000 } = {}): Promise<RunningServer> {
+export async function startServer(env: Record<string, string>, { timeoutMs = 120_000 } = {}): Promise<RunningServer> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const fullEnv = baseEnv({ PORT: String(port), ISSUER: `http://localhost:${port}`, ...env });
   const child = spawn(NODE, ['--disable-warning=ExperimentalWarning', path.join(ROOT, 'src', 'main.ts')], {
