@@ -46,14 +46,18 @@ export const ACCOUNT_UNAVAILABLE_REASON = 'account_unavailable';
  * sign in (suspended, password reset since) must sign in again, and a request for MFA inside a
  * single-factor session asks for the missing second factor.
  */
-export function interactionPolicyWithStepUp(): interactionPolicy.Prompt[] {
+export function interactionPolicyWithStepUp(hasSecondFactor: (accountId: string) => Promise<boolean>): interactionPolicy.Prompt[] {
   const policy = interactionPolicy.base();
   const login = policy.find((p) => p.name === 'login')!;
   // findAccount refuses such accounts, so the session names an account but none was loaded;
   // without this check the later consent checks would run without an account.
   login.checks.splice(1, 0, new interactionPolicy.Check(ACCOUNT_UNAVAILABLE_REASON, 'the session account can no longer sign in', (ctx) =>
     (ctx.oidc.session?.accountId && !ctx.oidc.account ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT)));
-  login.checks.push(new interactionPolicy.Check(STEP_UP_REASON, 'a second factor is required by acr_values', (ctx) =>
-    (ctx.oidc.session?.accountId && needsStepUp(ctx) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT)));
+  // acr_values is a request, not a demand (OIDC Core 3.1.2.1): an account without a second factor
+  // finishes with the single-factor acr and the application decides what to do with it.
+  login.checks.push(new interactionPolicy.Check(STEP_UP_REASON, 'a second factor is required by acr_values', async (ctx) => {
+    const accountId = ctx.oidc.session?.accountId;
+    return accountId && needsStepUp(ctx) && (await hasSecondFactor(accountId)) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+  }));
   return policy;
 }

@@ -13,6 +13,7 @@ import { findResource } from '../domain/resources.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
 import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
 import { trackSessions } from './sessions.ts';
+import { mfaSummary } from '../domain/mfa.ts';
 import { sessionTtl } from './session-lifetime.ts';
 import { accessTokenTtl, refreshTokenTtl } from './refresh-tokens.ts';
 import { MAX_REFRESH_GRACE_SECONDS } from '../domain/clients.ts';
@@ -86,7 +87,7 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
-      policy: interactionPolicyWithStepUp(),
+      policy: interactionPolicyWithStepUp(async (accountId) => services.config.mfa.policy !== 'off' && (await mfaSummary(services, accountId)).methods.length > 0),
     },
     acrValues: ACR_VALUES,
     loadExistingGrant: (ctx) => loadExistingGrant(ctx),

@@ -18,6 +18,7 @@
 // `ctx.req.body`; a body already read by the rate limit is reused.
 import crypto from 'node:crypto';
 import type { Context, Middleware } from 'koa';
+import type { Knex } from 'knex';
 import { calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import { UAParser } from 'ua-parser-js';
@@ -28,7 +29,7 @@ import { TOKEN_BODY_LIMIT } from './token-rate-limit.ts';
 import { revokeSessions } from './sessions.ts';
 import { findBinding, insertBinding, markRotated, setAlertedFingerprint, sweepBindings, type TokenBindingRow } from '../db/token-bindings.ts';
 import { findSession } from '../db/account-sessions.ts';
-import { recordAudit } from '../domain/audit.ts';
+import { recordAudit, type AuditEvent } from '../domain/audit.ts';
 import { findAccountById } from '../domain/users.ts';
 import { pageLink } from '../domain/links.ts';
 
@@ -313,12 +314,17 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     }
   };
 
-  /** Queues a mail to the account holder; failures are logged, never shown to the client. */
-  const mailAccount = async (accountId: string, send: (email: string, name: string | null) => Promise<void>): Promise<void> => {
-    const account = await findAccountById(knex, accountId);
-    if (!account) return;
-    await send(account.email, account.name);
-    services.notifier.kick();
+  /**
+   * Writes the audit event and, with `message` and an account to send it to, queues the mail in
+   * the same transaction, so the record and the notice exist together or not at all.
+   */
+  const auditAndMail = async (event: AuditEvent & { accountId: string }, message?: (to: { email: string; name: string | null }, trx: Knex.Transaction) => Promise<void>): Promise<void> => {
+    const account = message ? await findAccountById(knex, event.accountId) : undefined;
+    await knex.transaction(async (trx) => {
+      await recordAudit(trx, event);
+      if (account && message) await message(account, trx);
+    });
+    if (account) services.notifier.kick();
   };
 
   /**
@@ -340,8 +346,8 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     if (sessionUid) await revokeSessions(services, provider, { accountId, uid: sessionUid }, 'refresh_token_reuse', meta);
     const client = clientId ? await provider.Client.find(clientId) : undefined;
     const when = new Date();
-    await mailAccount(accountId, (email, name) => knex.transaction(async (trx) => {
-      await recordAudit(trx, {
+    await auditAndMail(
+      {
         type: 'token.reuse_detected',
         outcome: 'failure',
         accountId,
@@ -355,13 +361,13 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
           presented_by: presented.clientId,
           user_agent_family: fingerprint.uaFamily,
         },
-      });
-      await services.notifier.queueMail(trx, {
-        to: email,
+      },
+      (to, trx) => services.notifier.queueMail(trx, {
+        to: to.email,
         template: 'refresh-token-reuse',
-        data: { name, when, app: client?.clientName ?? clientId, ip: meta.ip, sessionsLink: pageLink(config, 'account') },
-      });
-    }));
+        data: { name: to.name, when, app: client?.clientName ?? clientId, ip: meta.ip, sessionsLink: pageLink(config, 'account') },
+      }),
+    );
   };
 
   /** A refresh from another device than the token was issued to. */
@@ -388,18 +394,14 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
         session: row.session_uid,
       },
     };
-    if (policy === 'allow' || !firstTime) {
-      await recordAudit(knex, audit);
-    } else {
-      await mailAccount(row.account_id, (email, name) => knex.transaction(async (trx) => {
-        await recordAudit(trx, audit);
-        await services.notifier.queueMail(trx, {
-          to: email,
-          template: 'refresh-token-new-device',
-          data: { name, when: new Date(), app: client?.clientName ?? row.client_id, device: fingerprint.uaFamily, ip: meta.ip, refused, sessionsLink: pageLink(config, 'account') },
-        });
-      }));
-    }
+    const tell = policy !== 'allow' && firstTime;
+    await auditAndMail(audit, tell
+      ? (to, trx) => services.notifier.queueMail(trx, {
+        to: to.email,
+        template: 'refresh-token-new-device',
+        data: { name: to.name, when: new Date(), app: client?.clientName ?? row.client_id, device: fingerprint.uaFamily, ip: meta.ip, refused, sessionsLink: pageLink(config, 'account') },
+      })
+      : undefined);
     if (firstTime) await setAlertedFingerprint(knex, row.token_hash, fingerprint.value);
   };
 
@@ -512,7 +514,7 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     const issued = issuedRefreshToken(ctx);
     if (!issued || issued.refreshToken === value) return;
     try {
-      const client = await provider.Client.find(token.clientId!);
+      const client = await provider.Client.find(row?.client_id ?? token.clientId ?? '');
       const grace = graceSecondsOf(client);
       // A token issued before bindings were recorded is bound from its first refresh on.
       const binding = row ?? { fingerprint: fingerprint.value, ua_family: fingerprint.uaFamily, dpop_jkt: fingerprint.jkt ?? null, alerted_fingerprint: null };
@@ -529,7 +531,7 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
         await insertBinding(knex, {
           tokenHash,
           accountId: token.accountId,
-          clientId: token.clientId!,
+          clientId: token.clientId ?? presented.clientId ?? '',
           sessionUid: token.sessionUid,
           grantId: token.grantId,
           fingerprint: fingerprint.value,
