@@ -5,6 +5,7 @@ import * as core from './20261121000001_core.ts';
 import * as accountLifecycle from './20261121000002_account_lifecycle.ts';
 import * as mfa from './20261121000003_mfa.ts';
 import * as sessions from './20261121000004_sessions.ts';
+import * as tokenBindings from './20261121000005_token_bindings.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -16,4 +17,5 @@ export const migrations: [name: string, migration: Migration][] = [
   ['20261121000002_account_lifecycle', accountLifecycle],
   ['20261121000003_mfa', mfa],
   ['20261121000004_sessions', sessions],
+  ['20261121000005_token_bindings', tokenBindings],
 ];

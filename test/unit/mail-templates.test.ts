@@ -17,6 +17,8 @@ const samples: { [Name in MailTemplateName]: MailTemplateData<Name> } = {
   'mfa-factor-added': { name: hostile, factor: `Authenticator app ${hostile}`, when: new Date('2026-03-04T05:06:07Z'), accountLink: 'https://id.acme.test/account?added' },
   'mfa-factor-removed': { name: hostile, factor: 'Passkey "Laptop"', when: new Date('2026-03-04T05:06:07Z'), accountLink: 'https://id.acme.test/account?removed' },
   'new-sign-in': { name: hostile, when: new Date('2026-03-04T05:06:07Z'), device: 'Chrome 142 on Linux', ip: '203.0.113.9', sessionsLink: 'https://id.acme.test/account?sessions' },
+  'refresh-token-reuse': { name: hostile, when: new Date('2026-03-04T05:06:07Z'), app: `Mail ${hostile}`, ip: '203.0.113.9', sessionsLink: 'https://id.acme.test/account?reuse' },
+  'refresh-token-new-device': { name: hostile, when: new Date('2026-03-04T05:06:07Z'), app: 'Mail', device: 'Firefox', ip: '203.0.113.9', refused: true, sessionsLink: 'https://id.acme.test/account?device' },
   'magic-link': { name: hostile, link: 'https://id.acme.test/magic-link?token=magic321', expiresInMinutes: 10 },
 };
 
