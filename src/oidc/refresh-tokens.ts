@@ -25,7 +25,7 @@ import { UAParser } from 'ua-parser-js';
 import type { Config } from '../config.ts';
 import type { Services } from '../services.ts';
 import type { ProviderHost } from './provider-host.ts';
-import { TOKEN_BODY_LIMIT } from './token-rate-limit.ts';
+import { oauthError, tokenRequestForm } from './token-request-body.ts';
 import { revokeSessions } from './sessions.ts';
 import { findBinding, insertBinding, markRotated, setAlertedFingerprint, sweepBindings, type TokenBindingRow } from '../db/token-bindings.ts';
 import { findSession } from '../db/account-sessions.ts';
@@ -33,13 +33,11 @@ import { recordAudit, type AuditEvent } from '../domain/audit.ts';
 import { findAccountById } from '../domain/users.ts';
 import { pageLink } from '../domain/links.ts';
 
-const FORM = 'application/x-www-form-urlencoded';
 const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 // How long a request presenting a token the provider has just rotated waits for that rotation to
 // be recorded (it happens right after the provider's answer, usually within milliseconds).
 const ROTATION_WAIT_MS = 2000;
 
-type RawBodyRequest = Context['req'] & { body?: Buffer | string };
 
 type RefreshTokenModel = InstanceType<Provider['RefreshToken']>;
 type ClientModel = InstanceType<Provider['Client']>;
@@ -80,54 +78,6 @@ export function refreshTokenTtl(config: Pick<Config, 'ttl'>, ctx: unknown, token
 // ---------------------------------------------------------------------------------------------
 // Request details
 // ---------------------------------------------------------------------------------------------
-
-class BodyTooLarge extends Error {}
-
-function oauthError(ctx: Context, status: number, error: string, description: string): void {
-  ctx.status = status;
-  ctx.set('Cache-Control', 'no-store');
-  ctx.set('Pragma', 'no-cache');
-  ctx.body = { error, error_description: description };
-}
-
-/** The form parameters, read once and left on `ctx.req.body` for oidc-provider. */
-async function formParams(ctx: Context): Promise<URLSearchParams | undefined | 'rejected'> {
-  if (!ctx.is(FORM)) return undefined;
-  const req = ctx.req as RawBodyRequest;
-  if (req.body !== undefined) return new URLSearchParams(typeof req.body === 'string' ? req.body : req.body.toString('utf8'));
-  if (!ctx.req.readable) return undefined;
-  // A declared length over the limit: leave the stream alone and let oidc-provider refuse it.
-  if (ctx.request.length !== undefined && ctx.request.length > TOKEN_BODY_LIMIT) return undefined;
-  const chunks: Buffer[] = [];
-  let received = 0;
-  try {
-    // destroyOnReturn: false keeps the socket usable for our own error response.
-    for await (const chunk of ctx.req.iterator({ destroyOnReturn: false })) {
-      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-      received += buffer.length;
-      if (received > TOKEN_BODY_LIMIT) throw new BodyTooLarge();
-      chunks.push(buffer);
-    }
-  } catch (err) {
-    // The stream is partly read, so oidc-provider cannot see this request; answer as it would.
-    if (err instanceof BodyTooLarge) {
-      oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
-      return 'rejected';
-    }
-    throw err;
-  }
-  const raw = Buffer.concat(chunks, received);
-  let text: string;
-  try {
-    // Decoded as oidc-provider decodes a stream it reads itself: by the declared charset.
-    text = ctx.request.charset ? new TextDecoder(ctx.request.charset).decode(raw) : raw.toString('utf8');
-  } catch {
-    oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
-    return 'rejected';
-  }
-  req.body = ctx.request.charset ? text : raw;
-  return new URLSearchParams(text);
-}
 
 interface PresentedClient {
   clientId: string | undefined;
@@ -558,7 +508,7 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
 
   return async (ctx, next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/token') return next();
-    const params = await formParams(ctx);
+    const params = await tokenRequestForm(ctx);
     if (params === 'rejected') return undefined;
     const grantType = params?.get('grant_type');
     if (params && grantType === 'authorization_code') return exchangeCode(ctx, next, params);

@@ -6,23 +6,11 @@
 import type { Context, Middleware } from 'koa';
 import type { RateLimits } from '../security/rate-limit.ts';
 import { describeWait, setRetryAfter } from '../security/rate-limit.ts';
+import { oauthError, tokenRequestForm } from './token-request-body.ts';
 
-/** oidc-provider's own limit for request bodies. */
-export const TOKEN_BODY_LIMIT = 56 * 1024;
 
 export const TOKEN_ENDPOINT_PATHS: readonly string[] = ['/token', '/token/introspection', '/token/revocation'];
 
-const FORM = 'application/x-www-form-urlencoded';
-
-type RawBodyRequest = Context['req'] & { body?: Buffer | string };
-
-class BodyTooLarge extends Error {}
-
-function oauthError(ctx: Context, status: number, error: string, description: string): void {
-  ctx.status = status;
-  ctx.set('Cache-Control', 'no-store');
-  ctx.body = { error, error_description: description };
-}
 
 /** The client id of `Authorization: Basic`, decoded as RFC 6749 2.3.1 (form-encoded) asks. */
 function basicClientId(authorization: string | undefined): string | undefined {
@@ -53,49 +41,14 @@ function assertionSubject(assertion: string | null): string | undefined {
   }
 }
 
-async function readRawBody(ctx: Context): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let received = 0;
-  // destroyOnReturn: false keeps the socket usable for our own error response.
-  for await (const chunk of ctx.req.iterator({ destroyOnReturn: false })) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-    received += buffer.length;
-    if (received > TOKEN_BODY_LIMIT) throw new BodyTooLarge();
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks, received);
-}
-
 /**
  * Reads the form body once, leaves it where oidc-provider will find it, and returns the client
  * it names. Undefined when the request carries no form body we may read.
  */
 async function clientIdFromBody(ctx: Context): Promise<{ clientId: string | undefined } | 'rejected'> {
-  if (!ctx.is(FORM) || !ctx.req.readable) return { clientId: undefined };
-  // A declared length over the limit: leave the stream alone and let oidc-provider refuse it.
-  if (ctx.request.length !== undefined && ctx.request.length > TOKEN_BODY_LIMIT) return { clientId: undefined };
-  let raw: Buffer;
-  try {
-    raw = await readRawBody(ctx);
-  } catch (err) {
-    // The stream is partly read, so oidc-provider cannot see this request; answer as it would.
-    if (err instanceof BodyTooLarge) {
-      oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
-      return 'rejected';
-    }
-    throw err;
-  }
-  let text: string;
-  try {
-    // Decoded as oidc-provider decodes a stream it reads itself: by the declared charset.
-    text = ctx.request.charset ? new TextDecoder(ctx.request.charset).decode(raw) : raw.toString('utf8');
-  } catch {
-    oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
-    return 'rejected';
-  }
-  (ctx.req as RawBodyRequest).body = ctx.request.charset ? text : raw;
-  const params = new URLSearchParams(text);
-  return { clientId: params.get('client_id') || assertionSubject(params.get('client_assertion')) };
+  const params = await tokenRequestForm(ctx);
+  if (params === 'rejected') return 'rejected';
+  return { clientId: params?.get('client_id') || assertionSubject(params?.get('client_assertion') ?? null) };
 }
 
 export function tokenEndpointRateLimit(rateLimits: RateLimits, paths: readonly string[] = TOKEN_ENDPOINT_PATHS): Middleware {

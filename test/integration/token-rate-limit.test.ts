@@ -15,7 +15,8 @@ import { loadConfig } from '../../src/config.ts';
 import { openDatabase, type Database } from '../../src/db/database.ts';
 import { migrateLatest } from '../../src/db/migrate.ts';
 import { createLogger } from '../../src/logger.ts';
-import { TOKEN_BODY_LIMIT, tokenEndpointRateLimit } from '../../src/oidc/token-rate-limit.ts';
+import { tokenEndpointRateLimit } from '../../src/oidc/token-rate-limit.ts';
+import { TOKEN_BODY_LIMIT } from '../../src/oidc/token-request-body.ts';
 import { createRateLimits } from '../../src/security/rate-limit.ts';
 import { tempDataDir } from '../helpers/server.ts';
 
