@@ -1,0 +1,145 @@
+// HTTP load with autocannon: one request repeated on every connection, or a pool of refresh
+// tokens that each rotate on use (every response carries the refresh token for the next request,
+// as a real client's would). Optionally at a fixed overall rate instead of saturating.
+import autocannon from 'autocannon';
+import { Samples, type LoadReport } from '../lib/stats.ts';
+import { signalMeasuring, workerMain, workerSpec } from '../lib/worker.ts';
+import { authorizeOverHttp, tokenRequest } from '../../test/helpers/http-login.ts';
+
+export interface HttpRequestSpec {
+  method: 'GET' | 'POST';
+  path: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+export interface RefreshSpec {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  redirectUri: string;
+  email: string;
+  password: string;
+  /** Token chains to start with; requests in flight when a run stops lose theirs. */
+  chains: number;
+}
+
+export interface HttpLoadSpec {
+  url: string;
+  connections: number;
+  warmupSeconds: number;
+  seconds: number;
+  /** Requests per second over all connections; undefined saturates. */
+  rate?: number;
+  request: HttpRequestSpec;
+  /** Rotating refresh tokens: request.body gets `refresh_token=` appended per request. */
+  refresh?: RefreshSpec;
+  /** Expected status (default 200); anything else counts as an error. */
+  expectStatus?: number;
+}
+
+/** Signs in once per chain and exchanges the code, keeping the refresh tokens. */
+async function obtainRefreshTokens(spec: RefreshSpec): Promise<string[]> {
+  const tokenEndpoint = `${spec.issuer}/token`;
+  const tokens: string[] = [];
+  const next = async (): Promise<void> => {
+    while (tokens.length < spec.chains) {
+      const flow = await authorizeOverHttp({
+        issuer: spec.issuer,
+        clientId: spec.clientId,
+        redirectUri: spec.redirectUri,
+        email: spec.email,
+        password: spec.password,
+        scope: 'openid email offline_access',
+        // oidc-provider issues refresh tokens for offline_access only with prompt=consent.
+        prompt: 'consent',
+      });
+      const res = await tokenRequest(tokenEndpoint, { clientId: spec.clientId, clientSecret: spec.clientSecret }, {
+        grant_type: 'authorization_code',
+        code: flow.code,
+        redirect_uri: spec.redirectUri,
+        code_verifier: flow.codeVerifier,
+      });
+      if (!res.body.refresh_token) throw new Error(`no refresh token from the code exchange: ${JSON.stringify(res.body)}`);
+      tokens.push(res.body.refresh_token);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, next));
+  return tokens.slice(0, spec.chains);
+}
+
+function runOnce(spec: HttpLoadSpec, seconds: number, pool: string[] | undefined, samples: Samples | undefined): Promise<autocannon.Result & { lost: number }> {
+  const expected = spec.expectStatus ?? 200;
+  let lost = 0;
+  const request: autocannon.Request = {
+    method: spec.request.method,
+    path: spec.request.path,
+    headers: spec.request.headers ?? {},
+    ...(spec.request.body !== undefined ? { body: spec.request.body } : {}),
+  };
+  if (pool) {
+    const base = spec.request.body ?? '';
+    request.setupRequest = (req) => {
+      // An empty pool (too many failed requests) sends no token; the 400 counts as an error.
+      const token = pool.pop();
+      return { ...req, body: token === undefined ? base : `${base}&refresh_token=${encodeURIComponent(token)}` };
+    };
+    request.onResponse = (status, body) => {
+      const next = status === 200 ? (JSON.parse(body) as { refresh_token?: string }).refresh_token : undefined;
+      if (next) pool.push(next);
+      else lost += 1;
+    };
+  }
+  return new Promise((resolve, reject) => {
+    const instance = autocannon({
+      url: spec.url,
+      connections: spec.connections,
+      duration: seconds,
+      ...(spec.rate ? { overallRate: spec.rate } : {}),
+      requests: [request],
+      // Latencies of every status are recorded here (by us); errors are counted below.
+      timeout: 10,
+    }, (err, result) => {
+      if (err) reject(err);
+      else resolve({ ...result, lost });
+    });
+    if (samples) {
+      instance.on('response', (_client, status, _bytes, responseTime) => {
+        samples.add(responseTime);
+        if (status !== expected) unexpected.set(status, (unexpected.get(status) ?? 0) + 1);
+      });
+    }
+  });
+}
+
+const unexpected = new Map<number, number>();
+
+workerMain(async (): Promise<LoadReport> => {
+  const spec = workerSpec<HttpLoadSpec>();
+  const pool = spec.refresh ? await obtainRefreshTokens(spec.refresh) : undefined;
+  if (spec.warmupSeconds > 0) await runOnce(spec, spec.warmupSeconds, pool, undefined);
+  unexpected.clear();
+  const samples = new Samples();
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  await signalMeasuring();
+  const result = await runOnce(spec, spec.seconds, pool, samples);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const statusCodes: Record<string, number> = {};
+  for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = stat.count ?? 0;
+  let unexpectedCount = 0;
+  for (const n of unexpected.values()) unexpectedCount += n;
+  return {
+    tool: 'autocannon',
+    connections: spec.connections,
+    targetRate: spec.rate,
+    seconds,
+    operations: samples.count,
+    latencyMs: samples.summary(),
+    errors: result.errors + unexpectedCount,
+    statusCodes,
+    generatorCpuSeconds: (cpu.user + cpu.system) / 1e6,
+    ...(pool ? { notes: { refreshChainsLeft: pool.length, refreshChainsLost: result.lost } } : {}),
+  };
+});
