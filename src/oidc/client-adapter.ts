@@ -11,21 +11,14 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { Services } from '../services.ts';
 import { loadProviderClientMetadata } from '../domain/clients.ts';
 import { ACCOUNT_CLIENT_ID, accountClientMetadata } from '../account/session.ts';
+import { TtlCache } from '../ttl-cache.ts';
 
 /** How long a looked-up client (or its absence) is reused, in milliseconds. */
 export const CACHE_TTL_MS = 5_000;
-// Far more clients than any deployment keeps hot; a bound so unknown ids cannot grow the map.
-const CACHE_MAX_ENTRIES = 1_000;
-
-interface CacheEntry {
-  expires: number;
-  /** Shared by concurrent lookups of the same id, so a miss costs one query, not one per request. */
-  value: Promise<AdapterPayload | undefined>;
-}
 
 export class ClientAdapter implements Adapter {
   readonly #services: Services;
-  readonly #cache = new Map<string, CacheEntry>();
+  readonly #cache = new TtlCache<AdapterPayload | undefined>(CACHE_TTL_MS);
 
   constructor(services: Services) {
     this.#services = services;
@@ -33,25 +26,7 @@ export class ClientAdapter implements Adapter {
 
   /** The stored metadata, from the cache when it is fresh; each caller gets its own copy. */
   async #cached(id: string): Promise<AdapterPayload | undefined> {
-    const now = Date.now();
-    let entry = this.#cache.get(id);
-    if (!entry || entry.expires <= now) {
-      if (entry) this.#cache.delete(id);
-      if (this.#cache.size >= CACHE_MAX_ENTRIES) {
-        for (const [key, e] of this.#cache) if (e.expires <= now) this.#cache.delete(key);
-        // Still full of fresh entries: drop the oldest (Map keeps insertion order).
-        if (this.#cache.size >= CACHE_MAX_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
-      }
-      const value = loadProviderClientMetadata(this.#services, id) as Promise<AdapterPayload | undefined>;
-      entry = { expires: now + CACHE_TTL_MS, value };
-      this.#cache.set(id, entry);
-      // A failed lookup (database down) is not remembered.
-      const failed = entry;
-      value.catch(() => {
-        if (this.#cache.get(id) === failed) this.#cache.delete(id);
-      });
-    }
-    const payload = await entry.value;
+    const payload = await this.#cache.get(id, () => loadProviderClientMetadata(this.#services, id) as Promise<AdapterPayload | undefined>);
     // The provider must not be able to change what later requests see.
     return payload === undefined ? undefined : structuredClone(payload);
   }

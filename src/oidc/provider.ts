@@ -7,7 +7,8 @@ import Provider, { errors, type Configuration, type KoaContextWithOIDC, type Ada
 import type { Services } from '../services.ts';
 import { redisAdapterFactory } from './adapters/redis.ts';
 import { sqlAdapterFactory } from './adapters/sql.ts';
-import { ClientAdapter } from './client-adapter.ts';
+import { CACHE_TTL_MS, ClientAdapter } from './client-adapter.ts';
+import { TtlCache } from '../ttl-cache.ts';
 import { findAccount } from './account.ts';
 import { findResource } from '../domain/resources.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
@@ -46,6 +47,7 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
   const secure = isHttps(config.issuer);
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, signed: true };
   const ttl = config.ttl;
+  const resources = new TtlCache<Awaited<ReturnType<typeof findResource>>>(CACHE_TTL_MS);
   return {
     adapter: adapterFactory(services),
     findAccount: (ctx, sub, token) => findAccount(services, ctx, sub, token),
@@ -126,7 +128,8 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
         defaultResource: async (_ctx, _client, oneOf) => oneOf,
         useGrantedResource: async () => true,
         getResourceServerInfo: async (ctx, resourceIndicator) => {
-          const resource = await findResource(services.knex, resourceIndicator);
+          // Asked for every token of an API: cached like clients (see oidc/client-adapter.ts).
+          const resource = await resources.get(resourceIndicator, () => findResource(services.knex, resourceIndicator));
           if (!resource) throw new errors.InvalidTarget(`resource ${resourceIndicator} is not registered`);
           return {
             scope: resource.scope,
