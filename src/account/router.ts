@@ -182,7 +182,7 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     const factorId = text(form, 'factor_id', 64);
     const accountId = signedIn.account.id;
     const codes = await services.knex.transaction(async (trx) => {
-      if (!(await confirmTotpEnrollment(services, trx, accountId, factorId, text(form, 'code', 16)))) return undefined;
+      if (!(await confirmTotpEnrollment(services, trx, accountId, factorId, text(form, 'code', 16), auditMeta(ctx)))) return undefined;
       return (await factorAdded(services, trx, accountId, { type: 'totp', name: 'Authenticator app' }, auditMeta(ctx))) ?? [];
     });
     if (!codes) {

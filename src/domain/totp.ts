@@ -7,6 +7,7 @@ import type { Knex } from 'knex';
 import { advanceTotpStep, confirmFactor, deleteUnconfirmed, findFactor, insertFactor, listFactors, type FactorRow } from '../db/mfa-factors.ts';
 import { AppError } from '../errors.ts';
 import type { LifecycleServices } from './signup.ts';
+import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
 
 const PERIOD = 30;
 
@@ -56,11 +57,14 @@ async function matchingStep(services: LifecycleServices, row: FactorRow, code: s
 }
 
 /** Confirms an enrollment with a code from the app; returns false for a wrong code. */
-export async function confirmTotpEnrollment(services: LifecycleServices, trx: Knex.Transaction, accountId: string, factorId: string, rawCode: string): Promise<boolean> {
+export async function confirmTotpEnrollment(services: LifecycleServices, trx: Knex.Transaction, accountId: string, factorId: string, rawCode: string, meta: AuditMeta = {}): Promise<boolean> {
   const row = await findFactor(trx, accountId, factorId);
   if (!row || row.type !== 'totp' || row.confirmed_at) throw new AppError('enrollment_expired', 'This set-up was replaced or finished. Start again.', 400);
   const step = await matchingStep(services, row, rawCode.replace(/\s+/g, ''));
-  if (step === undefined || !(await advanceTotpStep(trx, row.id, step))) return false;
+  if (step === undefined || !(await advanceTotpStep(trx, row.id, step))) {
+    await recordAudit(trx, { type: 'mfa.factor_added', outcome: 'failure', accountId, ...auditContext(meta, { factor: 'totp', reason: 'wrong_code' }) });
+    return false;
+  }
   await confirmFactor(trx, row.id);
   return true;
 }

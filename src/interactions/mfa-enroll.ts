@@ -53,7 +53,7 @@ export async function submitEnrollmentStep(services: Services, host: ProviderHos
   }
   const accountId = pending.accountId;
   const codes = await services.knex.transaction(async (trx) => {
-    if (!(await confirmTotpEnrollment(services, trx, accountId, pending.enrollFactorId!, text(form, 'code', 16)))) return undefined;
+    if (!(await confirmTotpEnrollment(services, trx, accountId, pending.enrollFactorId!, text(form, 'code', 16), auditMeta(ctx, String(details.params.client_id))))) return undefined;
     return (await factorAdded(services, trx, accountId, { type: 'totp', name: 'Authenticator app' }, auditMeta(ctx, String(details.params.client_id)))) ?? [];
   });
   if (!codes) {
