@@ -72,6 +72,7 @@ const schema = z.object({
   REMEMBER_ME_IDLE_TTL: seconds(14 * 24 * 3600),
   REMEMBER_ME_ABSOLUTE_TTL: seconds(30 * 24 * 3600),
   BACKCHANNEL_LOGOUT_ALLOW_PRIVATE: bool.default(false),
+  GEOIP_DATABASE: z.string().min(1).optional(),
   INTERACTION_TTL: seconds(60 * 60),
   CLIENT_CREDENTIALS_TTL: seconds(15 * 60),
   KEYS_RELOAD_SECONDS: seconds(30),
@@ -157,6 +158,8 @@ export interface Config {
   keysReloadSeconds: number;
   /** What a refresh from another device than the token was issued to leads to. */
   refreshFingerprintPolicy: 'allow' | 'alert' | 'deny';
+  /** A MaxMind DB (GeoLite2/GeoIP2 City or Country) for approximate session locations. */
+  geoipDatabase: string | undefined;
   /** Allows back-channel logout calls to loopback/private addresses (development and tests). */
   backchannelLogoutAllowPrivate: boolean;
   /** How long a rotated-out signing key stays in JWKS so tokens it signed still verify. */
@@ -271,6 +274,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keysReloadSeconds: e.KEYS_RELOAD_SECONDS,
     refreshFingerprintPolicy: e.REFRESH_FINGERPRINT_POLICY,
     backchannelLogoutAllowPrivate: e.BACKCHANNEL_LOGOUT_ALLOW_PRIVATE,
+    geoipDatabase: e.GEOIP_DATABASE ? path.resolve(e.GEOIP_DATABASE) : undefined,
     retiredKeysPublishedSeconds: e.RETIRED_KEYS_PUBLISHED_SECONDS,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
     passwordHash: {

@@ -12,6 +12,7 @@ import type { SecretBox } from './security/encryption.ts';
 import { createNotifier, type Notifier } from './notify/notifier.ts';
 import { createRateLimits, type RateLimits } from './security/rate-limit.ts';
 import { createCaptcha, type Captcha } from './security/captcha.ts';
+import { openGeoIp, type GeoIp } from './geoip.ts';
 
 export interface Services {
   config: Config;
@@ -28,6 +29,8 @@ export interface Services {
   rateLimits: RateLimits;
   /** Present when a CAPTCHA vendor is configured. */
   captcha: Captcha | undefined;
+  /** Present when GEOIP_DATABASE names a readable MaxMind DB. */
+  geoip: GeoIp | undefined;
   /** Migrations applied while creating these services (empty when the schema was current). */
   appliedMigrations: string[];
   close(): Promise<void>;
@@ -60,6 +63,7 @@ export async function createServices(config: Config, logger: Logger, lock?: PidL
       notifier,
       rateLimits: createRateLimits({ config, redis, knex: database.knex, logger }),
       captcha: createCaptcha(config.captcha, logger),
+      geoip: await openGeoIp(config.geoipDatabase, logger),
       appliedMigrations,
       async close() {
         await notifier.stop();

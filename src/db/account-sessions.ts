@@ -15,6 +15,7 @@ export interface AccountSessionRow {
   browser: string | null;
   os: string | null;
   device_type: string | null;
+  location: string | null;
   remember: boolean;
   amr: string[];
   acr: string | null;
@@ -33,6 +34,7 @@ export interface SessionSeen {
   browser: string | undefined;
   os: string | undefined;
   deviceType: string | undefined;
+  location: string | undefined;
   remember: boolean;
   amr: string[];
   acr: string | undefined;
@@ -58,6 +60,7 @@ export async function upsertSession(db: Db, seen: SessionSeen): Promise<void> {
       browser: seen.browser ?? null,
       os: seen.os ?? null,
       device_type: seen.deviceType ?? null,
+      location: seen.location ?? null,
       remember: seen.remember,
       amr: JSON.stringify(seen.amr),
       acr: seen.acr ?? null,

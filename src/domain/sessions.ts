@@ -11,6 +11,7 @@ export interface SessionView {
   browser: string | null;
   os: string | null;
   deviceType: string | null;
+  location: string | null;
   remember: boolean;
   methods: string[];
   clients: string[];
@@ -27,6 +28,7 @@ function view(row: AccountSessionRow, currentId: string | undefined): SessionVie
     browser: row.browser,
     os: row.os,
     deviceType: row.device_type,
+    location: row.location,
     remember: row.remember,
     methods: row.amr,
     clients: row.clients,

@@ -49,6 +49,7 @@ export function trackSessions(services: Services, provider: Provider, ProviderCl
       browser: device.browser,
       os: device.os,
       deviceType: device.deviceType,
+      location: services.geoip?.locate(ctx?.ip),
       remember: !session.transient,
       amr: session.amr ?? [],
       acr: session.acr,
@@ -69,7 +70,13 @@ async function recordSession(services: Services, seen: SessionSeen): Promise<voi
   await services.knex.transaction((trx) => services.notifier.queueMail(trx, {
     to: account.email,
     template: 'new-sign-in',
-    data: { name: account.name, when: seen.loginAt, device: [seen.browser, seen.os].filter(Boolean).join(' on ') || 'an unknown browser', ip: seen.ip, sessionsLink: pageLink(services.config, 'account') },
+    data: {
+      name: account.name,
+      when: seen.loginAt,
+      device: `${[seen.browser, seen.os].filter(Boolean).join(' on ') || 'an unknown browser'}${seen.location ? `, near ${seen.location}` : ''}`,
+      ip: seen.ip,
+      sessionsLink: pageLink(services.config, 'account'),
+    },
   }));
   services.notifier.kick();
 }
