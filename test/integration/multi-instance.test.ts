@@ -2,13 +2,12 @@
 // created on one instance is usable on the other, refresh-token reuse detected on one revokes
 // the grant everywhere, and a key rotation reaches every instance through Redis pub/sub.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import { Redis } from 'ioredis';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareTwoInstances, type TwoInstances } from '../helpers/two-instances.ts';
 import { authorizeOverHttp, decodeJwt, tokenRequest, type ClientCredentials, type TokenResponse } from '../helpers/http-login.ts';
-import { createTestDatabase, TEST_DATABASE_URL, TEST_REDIS_URL, type TestDatabase } from '../helpers/postgres.ts';
-import { freePort, runCli, startServer, tempDataDir, testSecrets, type RunningServer } from '../helpers/server.ts';
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../helpers/postgres.ts';
+import type { RunningServer } from '../helpers/server.ts';
 
 // A Redis database of its own, flushed before and after, so no other suite sees these keys.
 const REDIS_DB = 11;
@@ -71,13 +70,11 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
 }
 
 describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('two instances sharing PostgreSQL and Redis', () => {
-  let db: TestDatabase;
-  let redis: Redis;
+  let cluster: TwoInstances;
   let a: RunningServer;
   let b: RunningServer;
   let env: Record<string, string>;
   let discovery: Discovery;
-  const dataDirs: string[] = [];
   const client: ClientCredentials = {
     clientId: `multi-${crypto.randomBytes(4).toString('hex')}`,
     clientSecret: crypto.randomBytes(24).toString('base64url'),
@@ -85,29 +82,12 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('two instances sharing Po
   };
   const user = { email: `multi-${crypto.randomBytes(4).toString('hex')}@example.com`, password: 'correct horse battery staple 1' };
 
-  const cli = async (args: string[]): Promise<unknown> => {
-    const res = await runCli(env, args);
-    if (res.code !== 0) throw new Error(`gatehouse ${args.join(' ')} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-    return res.json;
-  };
+  const cli = (args: string[]): Promise<unknown> => cluster.cli(args);
 
   beforeAll(async () => {
-    db = await createTestDatabase('gh_multi');
-    const redisUrl = new URL(TEST_REDIS_URL!);
-    redisUrl.pathname = `/${REDIS_DB}`;
-    redis = new Redis(redisUrl.href, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    await redis.connect();
-    await redis.flushdb();
-
-    const [portA, portB] = [await freePort(), await freePort()];
-    env = {
-      DATABASE_URL: db.url,
-      REDIS_URL: redisUrl.href,
-      ISSUER: `http://localhost:${portA}`,
       // Far longer than the test: a rotation seen within seconds can only have come over pub/sub.
-      KEYS_RELOAD_SECONDS: '600',
-      ...testSecrets(),
-    };
+    cluster = await prepareTwoInstances({ name: 'multi', redisDb: REDIS_DB, env: { KEYS_RELOAD_SECONDS: '600' } });
+    env = cluster.env;
     await cli([
       'client', 'create', '--name', 'Multi-instance RP', '--redirect-uri', REDIRECT_URI,
       '--grant-type', 'authorization_code', '--grant-type', 'refresh_token',
@@ -116,24 +96,14 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('two instances sharing Po
     ]);
     await cli(['user', 'create', '--email', user.email, '--password', user.password, '--name', 'Multi Instance', '--verified']);
 
-    // Both replicas boot at the same time, as they would in a deployment.
-    const dirA = tempDataDir('gh-multi-a-');
-    const dirB = tempDataDir('gh-multi-b-');
-    dataDirs.push(dirA, dirB);
-    [a, b] = await Promise.all([
-      startServer({ ...env, PORT: String(portA), DATA_DIR: dirA }),
-      startServer({ ...env, PORT: String(portB), DATA_DIR: dirB }),
-    ]);
+    [a, b] = await cluster.start();
     discovery = (await getJson<Discovery>(`${b.url}/.well-known/openid-configuration`)).body;
   });
 
   afterAll(async () => {
-    const codes = await Promise.all([a?.stop(), b?.stop()]);
-    await redis?.flushdb().catch(() => undefined);
-    redis?.disconnect();
-    await db?.drop();
-    for (const dir of dataDirs) fs.rmSync(dir, { recursive: true, force: true });
-    expect(codes.filter((c) => c !== undefined && c !== 0), `server logs:\n${a?.logs()}\n${b?.logs()}`).toEqual([]);
+    const codes = (await cluster?.stop()) ?? [];
+    expect(codes.filter((c) => c !== undefined && c !== 0), `server logs:
+${cluster?.logs()}`).toEqual([]);
   });
 
   it('is ready on both instances and both advertise the one issuer', async () => {

@@ -3,12 +3,11 @@
 // instance ends it (and its refresh token) on the other. Skipped (visibly) without
 // TEST_DATABASE_URL and TEST_REDIS_URL.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareTwoInstances, type TwoInstances } from '../helpers/two-instances.ts';
 import { authorizeOverHttp, CookieJar, parseForms, tokenRequest, type ClientCredentials } from '../helpers/http-login.ts';
-import { createTestDatabase, TEST_DATABASE_URL, TEST_REDIS_URL, type TestDatabase } from '../helpers/postgres.ts';
-import { freePort, runCli, startServer, tempDataDir, testSecrets, type RunningServer } from '../helpers/server.ts';
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../helpers/postgres.ts';
+import type { RunningServer } from '../helpers/server.ts';
 
 // A Redis database of its own, flushed before and after, so no other suite sees these keys.
 const REDIS_DB = 10;
@@ -27,12 +26,10 @@ interface AccountPage {
 }
 
 describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('sessions through two instances sharing PostgreSQL and Redis', () => {
-  let db: TestDatabase;
-  let redis: Redis;
+  let cluster: TwoInstances;
   let a: RunningServer;
   let b: RunningServer;
   let env: Record<string, string>;
-  const dataDirs: string[] = [];
   const client: ClientCredentials = {
     clientId: `sessions-${crypto.randomBytes(4).toString('hex')}`,
     clientSecret: crypto.randomBytes(24).toString('base64url'),
@@ -40,11 +37,7 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('sessions through two ins
   };
   const user = { email: `sessions-${crypto.randomBytes(4).toString('hex')}@example.com`, password: 'correct horse battery staple 5' };
 
-  const cli = async (args: string[]): Promise<unknown> => {
-    const res = await runCli(env, args);
-    if (res.code !== 0) throw new Error(`gatehouse ${args.join(' ')} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-    return res.json;
-  };
+  const cli = (args: string[]): Promise<unknown> => cluster.cli(args);
 
   const listedByCli = async (): Promise<string[]> => {
     const out = (await cli(['session', 'list', '--user', user.email])) as { sessions: { id: string }[] };
@@ -89,36 +82,20 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('sessions through two ins
   };
 
   beforeAll(async () => {
-    db = await createTestDatabase('gh_sessions');
-    const redisUrl = new URL(TEST_REDIS_URL!);
-    redisUrl.pathname = `/${REDIS_DB}`;
-    redis = new Redis(redisUrl.href, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    await redis.connect();
-    await redis.flushdb();
-
-    const [portA, portB] = [await freePort(), await freePort()];
-    env = { DATABASE_URL: db.url, REDIS_URL: redisUrl.href, ISSUER: `http://localhost:${portA}`, ...testSecrets() };
+    cluster = await prepareTwoInstances({ name: 'sessions', redisDb: REDIS_DB });
+    env = cluster.env;
     await cli([
       'client', 'create', '--name', 'Two-instance RP', '--redirect-uri', REDIRECT_URI, '--scope', SCOPE,
       '--client-id', client.clientId, '--client-secret', client.clientSecret!,
     ]);
     await cli(['user', 'create', '--email', user.email, '--password', user.password, '--name', 'Two Instances', '--verified']);
-    const dirA = tempDataDir('gh-sessions-a-');
-    const dirB = tempDataDir('gh-sessions-b-');
-    dataDirs.push(dirA, dirB);
-    [a, b] = await Promise.all([
-      startServer({ ...env, PORT: String(portA), DATA_DIR: dirA }),
-      startServer({ ...env, PORT: String(portB), DATA_DIR: dirB }),
-    ]);
+    [a, b] = await cluster.start();
   });
 
   afterAll(async () => {
-    const codes = await Promise.all([a?.stop(), b?.stop()]);
-    await redis?.flushdb().catch(() => undefined);
-    redis?.disconnect();
-    await db?.drop();
-    for (const dir of dataDirs) fs.rmSync(dir, { recursive: true, force: true });
-    expect(codes.filter((c) => c !== undefined && c !== 0), `server logs:\n${a?.logs()}\n${b?.logs()}`).toEqual([]);
+    const codes = (await cluster?.stop()) ?? [];
+    expect(codes.filter((c) => c !== undefined && c !== 0), `server logs:
+${cluster?.logs()}`).toEqual([]);
   });
 
   // Browser X signs in to an app on A; browser Y to its account page on B.

@@ -3,12 +3,11 @@
 // budget whichever instance receives them. Skipped (visibly) without TEST_DATABASE_URL and
 // TEST_REDIS_URL.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareTwoInstances, type TwoInstances } from '../helpers/two-instances.ts';
 import { authorizeOverHttp, CookieJar, decodeEntities, parseForms, pkcePair } from '../helpers/http-login.ts';
-import { createTestDatabase, TEST_DATABASE_URL, TEST_REDIS_URL, type TestDatabase } from '../helpers/postgres.ts';
-import { freePort, runCli, startServer, tempDataDir, testSecrets, type RunningServer } from '../helpers/server.ts';
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../helpers/postgres.ts';
+import type { RunningServer } from '../helpers/server.ts';
 
 // A Redis database of its own, flushed before and after, so no other suite sees these keys.
 const REDIS_DB = 9;
@@ -29,23 +28,17 @@ function textOf(html: string): string {
 }
 
 describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('sign-in rate limit shared by two instances', () => {
-  let db: TestDatabase;
-  let redis: Redis;
+  let cluster: TwoInstances;
   let a: RunningServer;
   let b: RunningServer;
   let env: Record<string, string>;
-  const dataDirs: string[] = [];
   const clientId = `rl-${crypto.randomBytes(4).toString('hex')}`;
   const clientSecret = crypto.randomBytes(24).toString('base64url');
   const tag = crypto.randomBytes(4).toString('hex');
   const victim = { email: `victim-${tag}@example.com`, password: 'correct horse battery staple 7' };
   const bystander = { email: `bystander-${tag}@example.com`, password: 'another fine passphrase 8' };
 
-  const cli = async (args: string[]): Promise<unknown> => {
-    const res = await runCli(env, args);
-    if (res.code !== 0) throw new Error(`gatehouse ${args.join(' ')} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-    return res.json;
-  };
+  const cli = (args: string[]): Promise<unknown> => cluster.cli(args);
 
   /**
    * One sign-in attempt handled entirely by `instance`: the authorization request, the login
@@ -94,21 +87,8 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('sign-in rate limit share
   };
 
   beforeAll(async () => {
-    db = await createTestDatabase('gh_rl2');
-    const redisUrl = new URL(TEST_REDIS_URL!);
-    redisUrl.pathname = `/${REDIS_DB}`;
-    redis = new Redis(redisUrl.href, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    await redis.connect();
-    await redis.flushdb();
-
-    const [portA, portB] = [await freePort(), await freePort()];
-    env = {
-      DATABASE_URL: db.url,
-      REDIS_URL: redisUrl.href,
-      ISSUER: `http://localhost:${portA}`,
-      RATE_LIMIT_LOGIN_ACCOUNT_IP: `${LIMIT}/900`,
-      ...testSecrets(),
-    };
+    cluster = await prepareTwoInstances({ name: 'rl2', redisDb: REDIS_DB, env: { RATE_LIMIT_LOGIN_ACCOUNT_IP: `${LIMIT}/900` } });
+    env = cluster.env;
     await cli([
       'client', 'create', '--name', 'Rate-limited RP', '--redirect-uri', REDIRECT_URI, '--first-party',
       '--client-id', clientId, '--client-secret', clientSecret,
@@ -116,22 +96,13 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)('sign-in rate limit share
     await cli(['user', 'create', '--email', victim.email, '--password', victim.password, '--verified']);
     await cli(['user', 'create', '--email', bystander.email, '--password', bystander.password, '--verified']);
 
-    const dirA = tempDataDir('gh-rl2-a-');
-    const dirB = tempDataDir('gh-rl2-b-');
-    dataDirs.push(dirA, dirB);
-    [a, b] = await Promise.all([
-      startServer({ ...env, PORT: String(portA), DATA_DIR: dirA }),
-      startServer({ ...env, PORT: String(portB), DATA_DIR: dirB }),
-    ]);
+    [a, b] = await cluster.start();
   });
 
   afterAll(async () => {
-    const codes = await Promise.all([a?.stop(), b?.stop()]);
-    await redis?.flushdb().catch(() => undefined);
-    redis?.disconnect();
-    await db?.drop();
-    for (const dir of dataDirs) fs.rmSync(dir, { recursive: true, force: true });
-    expect(codes.filter((c) => c !== undefined && c !== 0), `server logs:\n${a?.logs()}\n${b?.logs()}`).toEqual([]);
+    const codes = (await cluster?.stop()) ?? [];
+    expect(codes.filter((c) => c !== undefined && c !== 0), `server logs:
+${cluster?.logs()}`).toEqual([]);
   });
 
   it('counts failures on A and on B against one limit', async () => {
