@@ -72,48 +72,42 @@
     showError(errorEl, 'This browser cannot use passkeys.');
   }
 
-  // -------------------------------------------------------------------------------------------
-  // /account: add a passkey
-  // -------------------------------------------------------------------------------------------
-  function setUpRegistration(root) {
-    var button = document.getElementById('passkey-add');
-    var nameInput = document.getElementById('passkey-name');
-    var errorEl = root.querySelector('#passkey-error');
-    if (!button) return;
+  // A button that runs one WebAuthn ceremony (registration, or authentication as a second
+  // factor): options from the server, the browser's prompt, the answer posted back, then the page
+  // the server names. `body` wraps the browser's answer for the verify endpoint.
+  function bindCeremony(root, button, errorEl, registering, body) {
     button.addEventListener('click', async function () {
       clearError(errorEl);
       if (!lib || !lib.browserSupportsWebAuthn()) return unsupported(errorEl);
       button.disabled = true;
       try {
         var options = await getJson(root.dataset.optionsUrl);
-        var response = await lib.startRegistration({ optionsJSON: options });
-        go(await postJson(root.dataset.verifyUrl, root.dataset.csrf, { name: nameInput ? nameInput.value : '', response: response }));
+        var ceremony = registering ? lib.startRegistration : lib.startAuthentication;
+        var response = await ceremony({ optionsJSON: options });
+        go(await postJson(root.dataset.verifyUrl, root.dataset.csrf, body(response)));
       } catch (err) {
-        showError(errorEl, describe(err, true));
+        showError(errorEl, describe(err, registering));
         button.disabled = false;
       }
     });
   }
 
-  // -------------------------------------------------------------------------------------------
+  // /account: add a passkey
+  function setUpRegistration(root) {
+    var button = document.getElementById('passkey-add');
+    var nameInput = document.getElementById('passkey-name');
+    if (!button) return;
+    bindCeremony(root, button, root.querySelector('#passkey-error'), true, function (response) {
+      return { name: nameInput ? nameInput.value : '', response: response };
+    });
+  }
+
   // Second step of a sign-in
-  // -------------------------------------------------------------------------------------------
   function setUpSecondFactor(root) {
     var button = document.getElementById('passkey-button');
-    var errorEl = root.querySelector('#passkey-error');
     if (!button) return;
-    button.addEventListener('click', async function () {
-      clearError(errorEl);
-      if (!lib || !lib.browserSupportsWebAuthn()) return unsupported(errorEl);
-      button.disabled = true;
-      try {
-        var options = await getJson(root.dataset.optionsUrl);
-        var response = await lib.startAuthentication({ optionsJSON: options });
-        go(await postJson(root.dataset.verifyUrl, root.dataset.csrf, { purpose: 'second-factor', response: response }));
-      } catch (err) {
-        showError(errorEl, describe(err, false));
-        button.disabled = false;
-      }
+    bindCeremony(root, button, root.querySelector('#passkey-error'), false, function (response) {
+      return { purpose: 'second-factor', response: response };
     });
   }
 
