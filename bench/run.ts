@@ -199,6 +199,9 @@ async function registerFixtures(env: Record<string, string>): Promise<void> {
   await gatehouseCli(cliEnv, ['client', 'create', '--name', 'Bench web app', '--client-id', web.clientId, '--client-secret', web.clientSecret,
     '--redirect-uri', web.redirectUri, '--grant-type', 'authorization_code', '--grant-type', 'refresh_token', '--scope', web.scope]);
   await gatehouseCli(cliEnv, ['resource', 'create', '--identifier', resource, '--scope', 'read write']);
+  // Tokens for an API carry only the scopes the client's roles allow.
+  await gatehouseCli(cliEnv, ['role', 'create', '--name', 'bench-api', '--resource', resource, '--permission', 'read', '--permission', 'write']);
+  await gatehouseCli(cliEnv, ['role', 'assign', 'bench-api', '--client', m2m.clientId]);
   await gatehouseCli(cliEnv, ['user', 'create', '--email', user.email, '--password', user.password, '--name', 'Bench User', '--verified']);
 }
 

@@ -7,6 +7,7 @@ import * as mfa from './20261121000003_mfa.ts';
 import * as sessions from './20261121000004_sessions.ts';
 import * as tokenBindings from './20261121000005_token_bindings.ts';
 import * as sessionLocation from './20261121000006_session_location.ts';
+import * as authorization from './20261121000007_authorization.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -20,4 +21,5 @@ export const migrations: [name: string, migration: Migration][] = [
   ['20261121000004_sessions', sessions],
   ['20261121000005_token_bindings', tokenBindings],
   ['20261121000006_session_location', sessionLocation],
+  ['20261121000007_authorization', authorization],
 ];

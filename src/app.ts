@@ -16,6 +16,7 @@ import { captchaCspSources } from './security/captcha.ts';
 import { setRetryAfter } from './security/rate-limit.ts';
 import { tokenEndpointRateLimit } from './oidc/token-rate-limit.ts';
 import { refreshTokenLifecycle } from './oidc/refresh-tokens.ts';
+import { apiKeyIntrospection } from './oidc/api-key-introspection.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { interactionRouter, linksRouter } from './interactions/router.ts';
 import { accountRouter } from './account/router.ts';
@@ -127,6 +128,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   app.use(account.routes()).use(account.allowedMethods());
   app.use(tokenEndpointRateLimit(services.rateLimits));
   app.use(refreshTokenLifecycle(services, host));
+  app.use(apiKeyIntrospection(services, host));
   app.use(host.middleware);
   app.use(() => {
     throw new AppError('not_found', 'There is no page at this address.', 404);

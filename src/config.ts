@@ -120,6 +120,7 @@ const schema = z.object({
   PASSWORD_HASH_MEMORY_KIB: z.coerce.number().int().min(19456).default(19456),
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
+  API_KEY_ROTATION_OVERLAP: z.coerce.number().int().min(0).default(24 * 3600),
 });
 
 export interface Config {
@@ -196,6 +197,8 @@ export interface Config {
   mfa: { policy: 'off' | 'optional' | 'required'; rememberDeviceDays: number };
   magicLink: { enabled: boolean; ttl: number; sameBrowser: boolean };
   captcha: { provider: 'turnstile' | 'hcaptcha' | 'recaptcha'; siteKey: string; secret: string; verifyUrl: string | undefined; loginAfterFailures: number } | undefined;
+  /** Seconds a rotated-out API key keeps working, so its users can switch to the new one (0: none). */
+  apiKeyRotationOverlap: number;
 }
 
 export interface RateLimitRule {
@@ -320,5 +323,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     captcha: e.CAPTCHA_PROVIDER && e.CAPTCHA_SITE_KEY && e.CAPTCHA_SECRET
       ? { provider: e.CAPTCHA_PROVIDER, siteKey: e.CAPTCHA_SITE_KEY, secret: e.CAPTCHA_SECRET, verifyUrl: e.CAPTCHA_VERIFY_URL, loginAfterFailures: e.CAPTCHA_LOGIN_AFTER_FAILURES }
       : undefined,
+    apiKeyRotationOverlap: e.API_KEY_ROTATION_OVERLAP,
   };
 }

@@ -6,6 +6,7 @@ import type { Config } from './config.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import type { PidLock } from './db/pid-lock.ts';
 import { migrateLatest } from './db/migrate.ts';
+import { ensureManagementResource } from './domain/management.ts';
 import type { Logger } from './logger.ts';
 import { resolveSecrets } from './security/dev-secrets.ts';
 import type { SecretBox } from './security/encryption.ts';
@@ -47,6 +48,8 @@ export async function createServices(config: Config, logger: Logger, lock?: PidL
   let redis: Redis | undefined;
   try {
     const appliedMigrations = await migrateLatest(database.knex);
+    // The management API and the administrator role exist on every database, whatever opened it.
+    await ensureManagementResource(database.knex, config);
     const secrets = await resolveSecrets(config, database.knex);
     redis = config.redisUrl ? createRedis(config.redisUrl, logger) : undefined;
     const openRedis = redis;

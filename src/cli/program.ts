@@ -3,10 +3,12 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.ts';
 import { isAppError } from '../errors.ts';
+import { registerApiKey } from './commands/api-key.ts';
 import { registerClient } from './commands/client.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerResource } from './commands/resource.ts';
+import { registerRole } from './commands/role.ts';
 import { registerUser } from './commands/user.ts';
 import { registerSession } from './commands/session.ts';
 import type { CliContext, CliOutput } from './context.ts';
@@ -25,8 +27,10 @@ function buildProgram(ctx: CliContext, output: CliOutput): Command {
   registerClient(program, ctx);
   registerUser(program, ctx);
   registerResource(program, ctx);
+  registerRole(program, ctx);
   registerKeys(program, ctx);
   registerSession(program, ctx);
+  registerApiKey(program, ctx);
   return program;
 }
 

@@ -84,3 +84,33 @@ export async function updateAccount(
     .returning<AccountRow[]>('*');
   return row;
 }
+
+export interface AccountSearch {
+  /** Case-insensitive substring of the email address. */
+  email?: string;
+  /** Case-insensitive substring of the name. */
+  name?: string;
+  status?: AccountStatus;
+}
+
+/** An account row with its position in the newest-first order, to resume a listing after it. */
+export type AccountRowWithSortKey = AccountRow & { sort_key: string };
+
+function likePattern(fragment: string): string {
+  return `%${fragment.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * Newest first. `after` is the sort key and id of the last row of a previous page; the key
+ * is created_at as text with full microsecond precision, which a JavaScript Date would lose.
+ */
+export async function searchAccountRows(db: Db, search: AccountSearch, page: { after?: { sortKey: string; id: string }; limit: number }): Promise<AccountRowWithSortKey[]> {
+  const q = db('accounts').select('*', db.raw(`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS sort_key`));
+  if (search.email !== undefined) q.whereRaw('email ILIKE ?', [likePattern(search.email)]);
+  if (search.name !== undefined) q.whereRaw('name ILIKE ?', [likePattern(search.name)]);
+  if (search.status !== undefined) q.where('status', search.status);
+  if (page.after !== undefined && UUID.test(page.after.id)) {
+    q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [page.after.sortKey, page.after.id]);
+  }
+  return q.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(page.limit);
+}

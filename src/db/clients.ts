@@ -44,3 +44,22 @@ export async function deleteClientRow(db: Db, clientId: string): Promise<boolean
   const deleted = await db('clients').where({ client_id: clientId }).delete().returning<{ client_id: string }[]>('client_id');
   return deleted.length > 0;
 }
+
+/** Replaces what is given; returns the updated row, or undefined when the client is unknown. */
+export async function updateClientRow(
+  db: Db,
+  clientId: string,
+  changes: { secretCiphertext?: string | null; metadata?: Record<string, unknown>; firstParty?: boolean },
+): Promise<ClientRow | undefined> {
+  const [row] = await db('clients')
+    .where({ client_id: clientId })
+    .update({
+      ...(changes.secretCiphertext !== undefined ? { client_secret_ciphertext: changes.secretCiphertext } : {}),
+      // Serialised here for the same reason as in insertClient.
+      ...(changes.metadata !== undefined ? { metadata: JSON.stringify(changes.metadata) } : {}),
+      ...(changes.firstParty !== undefined ? { first_party: changes.firstParty } : {}),
+      updated_at: db.fn.now(),
+    })
+    .returning<ClientRow[]>('*');
+  return row;
+}

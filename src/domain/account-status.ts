@@ -1,6 +1,7 @@
 // Administrative account states. Suspending, blocking and deleting also end the account's
 // sessions and refresh tokens (they fail at next use: see oidc/account.ts).
-import { findAccountRowByEmail, updateAccount, type AccountRow, type AccountStatus } from '../db/accounts.ts';
+import type { Knex } from 'knex';
+import { findAccountRow, findAccountRowByEmail, updateAccount, type AccountRow, type AccountStatus } from '../db/accounts.ts';
 import { AppError } from '../errors.ts';
 import { markSessionsRevoked } from '../db/account-sessions.ts';
 import type { Services } from '../services.ts';
@@ -48,8 +49,26 @@ function changesFor(action: StatusAction, row: AccountRow): Parameters<typeof up
 
 export async function changeAccountStatus(services: StatusServices, rawEmail: string, action: StatusAction, meta: AuditMeta = {}): Promise<PublicAccount> {
   const email = normalizeEmail(rawEmail);
-  const updated = await services.knex.transaction(async (trx) => {
-    const row = await findAccountRowByEmail(trx, email);
+  const updated = await applyStatus(services, (trx) => findAccountRowByEmail(trx, email), action, meta);
+  if (!updated) throw new AppError('account_not_found', 'no account has this email', 404);
+  return toPublicAccount(updated);
+}
+
+/** The same change for an account named by its id (the admin API). */
+export async function changeAccountStatusById(services: StatusServices, accountId: string, action: StatusAction, meta: AuditMeta = {}): Promise<PublicAccount> {
+  const updated = await applyStatus(services, (trx) => findAccountRow(trx, accountId), action, meta);
+  if (!updated) throw new AppError('account_not_found', 'no account has this id', 404);
+  return toPublicAccount(updated);
+}
+
+async function applyStatus(
+  services: StatusServices,
+  find: (trx: Knex.Transaction) => Promise<AccountRow | undefined>,
+  action: StatusAction,
+  meta: AuditMeta,
+): Promise<AccountRow | undefined> {
+  return services.knex.transaction(async (trx) => {
+    const row = await find(trx);
     if (!row || row.status === 'deleted') return undefined;
     if (action === 'reactivate' && !['suspended', 'blocked', 'locked'].includes(row.status)) {
       throw new AppError('invalid_state', `the account is ${row.status}, not suspended, blocked or locked`, 409);
@@ -60,6 +79,4 @@ export async function changeAccountStatus(services: StatusServices, rawEmail: st
     await recordAudit(trx, { type: EVENTS[action], outcome: 'success', accountId: row.id, ...auditContext(meta, { previous_status: row.status }) });
     return result;
   });
-  if (!updated) throw new AppError('account_not_found', 'no account has this email', 404);
-  return toPublicAccount(updated);
 }

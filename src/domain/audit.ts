@@ -1,7 +1,7 @@
 // Security events. Callers pass the transaction that makes the change, so the record and the
 // change commit or roll back together.
 import type { Knex } from 'knex';
-import { insertAuditEvent } from '../db/audit.ts';
+import { insertAuditEvent, queryAuditEvents, type AuditEventFilter } from '../db/audit.ts';
 
 export interface AuditEvent {
   type: string;
@@ -20,6 +20,13 @@ export interface AuditMeta {
   clientId?: string;
   /** The tool or surface that made the change, e.g. "cli" or "admin-api". */
   source?: string;
+  /** Who made the change through the admin API: an administrator, an admin client or an API key. */
+  actor?: AuditActor;
+}
+
+export interface AuditActor {
+  type: 'user' | 'client' | 'api_key';
+  id: string;
 }
 
 // A user agent is caller-controlled; a bound keeps one request from bloating the log.
@@ -37,12 +44,53 @@ export async function recordAudit(db: Knex | Knex.Transaction, event: AuditEvent
   });
 }
 
-/** The audit fields carried by `meta`, with its source folded into the details. */
+/** The audit fields carried by `meta`, with its source and actor folded into the details. */
 export function auditContext(meta: AuditMeta | undefined, details: Record<string, unknown> = {}): Pick<AuditEvent, 'ip' | 'userAgent' | 'clientId' | 'details'> {
   return {
     ip: meta?.ip,
     userAgent: meta?.userAgent,
     clientId: meta?.clientId,
-    details: meta?.source ? { ...details, source: meta.source } : details,
+    details: {
+      ...details,
+      ...(meta?.source ? { source: meta.source } : {}),
+      ...(meta?.actor ? { actor: { type: meta.actor.type, id: meta.actor.id } } : {}),
+    },
   };
+}
+
+export type { AuditEventFilter };
+
+/** An audit event as the admin API shows it. */
+export interface PublicAuditEvent {
+  id: string;
+  occurred_at: string;
+  type: string;
+  outcome: 'success' | 'failure';
+  account_id: string | null;
+  client_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  details: Record<string, unknown>;
+}
+
+/** One page of events, newest first; `nextBefore` continues the listing when more may follow. */
+export async function searchAuditEvents(
+  db: Knex | Knex.Transaction,
+  filter: AuditEventFilter,
+  page: { beforeId?: string; limit: number },
+): Promise<{ events: PublicAuditEvent[]; nextBefore: string | undefined }> {
+  // One row more than asked tells whether another page exists without a count query.
+  const rows = await queryAuditEvents(db, filter, { beforeId: page.beforeId, limit: page.limit + 1 });
+  const events = rows.slice(0, page.limit).map((row) => ({
+    id: String(row.id),
+    occurred_at: new Date(row.occurred_at).toISOString(),
+    type: row.event_type,
+    outcome: row.outcome,
+    account_id: row.account_id,
+    client_id: row.client_id,
+    ip: row.ip,
+    user_agent: row.user_agent,
+    details: row.details,
+  }));
+  return { events, nextBefore: rows.length > page.limit ? events.at(-1)?.id : undefined };
 }

@@ -3,7 +3,7 @@
 // registration what the provider would otherwise refuse at the first authorization request.
 import crypto from 'node:crypto';
 import { z } from 'zod';
-import { deleteClientRow, findClientRow, insertClient, listClientRows, type ClientRow } from '../db/clients.ts';
+import { deleteClientRow, findClientRow, insertClient, listClientRows, updateClientRow, type ClientRow } from '../db/clients.ts';
 import { AppError } from '../errors.ts';
 import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
@@ -290,15 +290,101 @@ function storedMetadata(row: ClientRow): ClientMetadata {
   return ordered as ClientMetadata;
 }
 
-/** Every client without its secret. */
-export async function listClients(services: Pick<Services, 'knex'>): Promise<ListedClient[]> {
-  const rows = await listClientRows(services.knex);
-  return rows.map((row) => ({
+function toListedClient(row: ClientRow): ListedClient {
+  return {
     client_id: row.client_id,
     ...storedMetadata(row),
     first_party: row.first_party,
     created_at: new Date(row.created_at).toISOString(),
-  }));
+  };
+}
+
+/** Every client without its secret. */
+export async function listClients(services: Pick<Services, 'knex'>): Promise<ListedClient[]> {
+  return (await listClientRows(services.knex)).map(toListedClient);
+}
+
+function clientNotFound(clientId: string): AppError {
+  return new AppError('client_not_found', `no client has id "${clientId}"`, 404);
+}
+
+/** One client without its secret. */
+export async function getClient(services: Pick<Services, 'knex'>, clientId: string): Promise<ListedClient> {
+  const row = CLIENT_ID_PATTERN.test(clientId) ? await findClientRow(services.knex, clientId) : undefined;
+  if (!row) throw clientNotFound(clientId);
+  return toListedClient(row);
+}
+
+/** The registration input that produced the stored metadata, so a change can be validated whole. */
+function storedInput(row: ClientRow): CreateClientInput {
+  const m = storedMetadata(row);
+  return {
+    clientId: row.client_id,
+    name: m.client_name,
+    redirectUris: m.redirect_uris,
+    postLogoutRedirectUris: m.post_logout_redirect_uris,
+    grantTypes: m.grant_types,
+    scope: m.scope,
+    authMethod: m.token_endpoint_auth_method,
+    firstParty: row.first_party,
+    jwksUri: m.jwks_uri,
+    idTokenSignedResponseAlg: m.id_token_signed_response_alg,
+    dpop: m.dpop_bound_access_tokens === true,
+    backchannelLogoutUri: m.backchannel_logout_uri,
+    refreshGraceSeconds: m.refresh_token_grace_seconds,
+  };
+}
+
+/** Everything but the id and the secret may change (secrets change through rotation). */
+export type ClientChanges = Omit<CreateClientInput, 'clientId' | 'clientSecret'>;
+
+/**
+ * Changes a client under the same rules as registration. A client that starts using a secret
+ * gets a new one, returned once; one that stops using a secret loses it.
+ */
+export async function updateClient(
+  services: ClientServices,
+  clientId: string,
+  changes: { [K in keyof ClientChanges]?: ClientChanges[K] | null },
+  meta?: AuditMeta,
+): Promise<ListedClient & { client_secret?: string }> {
+  return services.knex.transaction(async (trx) => {
+    const row = CLIENT_ID_PATTERN.test(clientId) ? await findClientRow(trx, clientId) : undefined;
+    if (!row) throw clientNotFound(clientId);
+    // Absent keys keep their value; null removes an optional setting.
+    const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined).map(([key, value]) => [key, value ?? undefined]));
+    const built = buildMetadata({ ...storedInput(row), ...defined, clientId });
+    const hadSecret = row.client_secret_ciphertext !== null;
+    const newSecret = built.secret !== undefined && !hadSecret ? built.secret : undefined;
+    const secretCiphertext = built.secret === undefined ? null : newSecret !== undefined ? services.secrets.encrypt(newSecret, secretAssociatedData(clientId)) : undefined;
+    // Keys another feature stored beside ours are kept as they were.
+    const foreign = Object.fromEntries(Object.entries(row.metadata).filter(([key]) => !METADATA_ORDER.includes(key)));
+    const updated = await updateClientRow(trx, clientId, { metadata: { ...foreign, ...built.metadata }, firstParty: built.firstParty, secretCiphertext });
+    if (!updated) throw clientNotFound(clientId);
+    await recordAudit(trx, {
+      type: 'client.updated',
+      outcome: 'success',
+      ...auditContext(meta, { changed: Object.keys(defined), ...(newSecret !== undefined ? { secret_issued: true } : {}), ...(built.secret === undefined && hadSecret ? { secret_removed: true } : {}) }),
+      clientId,
+    });
+    return { ...toListedClient(updated), ...(newSecret !== undefined ? { client_secret: newSecret } : {}) };
+  });
+}
+
+/** Replaces a client's secret with a new random one, returned once; the old one stops working. */
+export async function rotateClientSecret(services: ClientServices, clientId: string, meta?: AuditMeta): Promise<{ client_id: string; client_secret: string }> {
+  return services.knex.transaction(async (trx) => {
+    const row = CLIENT_ID_PATTERN.test(clientId) ? await findClientRow(trx, clientId) : undefined;
+    if (!row) throw clientNotFound(clientId);
+    if (row.client_secret_ciphertext === null) {
+      const method = storedMetadata(row).token_endpoint_auth_method;
+      throw new AppError('no_client_secret', `the client authenticates with ${method}, not a secret`, 409);
+    }
+    const secret = crypto.randomBytes(32).toString('base64url');
+    await updateClientRow(trx, clientId, { secretCiphertext: services.secrets.encrypt(secret, secretAssociatedData(clientId)) });
+    await recordAudit(trx, { type: 'client.secret_rotated', outcome: 'success', ...auditContext(meta), clientId });
+    return { client_id: clientId, client_secret: secret };
+  });
 }
 
 export async function deleteClient(services: Pick<Services, 'knex'>, clientId: string, meta?: AuditMeta): Promise<void> {

@@ -7,9 +7,12 @@ import {
   findAccountRowByEmail,
   insertAccount,
   listAccountRows,
+  searchAccountRows,
+  updateAccount,
   updatePasswordHash,
   updatePasswordHashByEmail,
   type AccountRow,
+  type AccountSearch,
   type AccountStatus,
 } from '../db/accounts.ts';
 import { AppError } from '../errors.ts';
@@ -111,6 +114,76 @@ export async function createUser(
 
 export async function listUsers(services: Pick<Services, 'knex'>): Promise<PublicAccount[]> {
   return (await listAccountRows(services.knex)).map(toPublicAccount);
+}
+
+const SORT_KEY = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+export type UserSearch = AccountSearch;
+
+/** A position in the newest-first listing of accounts (see searchUsers). */
+export interface UserPosition {
+  sortKey: string;
+  id: string;
+}
+
+/** One page of accounts, newest first; `next` continues the listing when more may follow. */
+export async function searchUsers(
+  services: Pick<Services, 'knex'>,
+  search: UserSearch,
+  page: { after?: UserPosition; limit: number },
+): Promise<{ users: PublicAccount[]; next: UserPosition | undefined }> {
+  if (page.after !== undefined && !SORT_KEY.test(page.after.sortKey)) throw new AppError('invalid_cursor', 'the cursor is not one this listing returned', 400);
+  // One row more than asked tells whether another page exists without a count query.
+  const rows = await searchAccountRows(services.knex, search, { after: page.after, limit: page.limit + 1 });
+  const shown = rows.slice(0, page.limit);
+  const last = shown.at(-1);
+  return { users: shown.map(toPublicAccount), next: rows.length > page.limit && last ? { sortKey: last.sort_key, id: last.id } : undefined };
+}
+
+export async function getUser(services: Pick<Services, 'knex'>, id: string): Promise<PublicAccount> {
+  const row = await findAccountRow(services.knex, id);
+  if (!row || row.status === 'deleted') throw new AppError('account_not_found', 'no account has this id', 404);
+  return toPublicAccount(row);
+}
+
+/** What an administrator may change about an account's profile. */
+export interface UserChanges {
+  email?: string;
+  name?: string | null;
+  emailVerified?: boolean;
+}
+
+export async function updateUser(services: Pick<Services, 'knex'>, id: string, changes: UserChanges, meta?: AuditMeta): Promise<PublicAccount> {
+  const email = changes.email === undefined ? undefined : normalizeEmail(changes.email);
+  const name = changes.name === undefined ? undefined : normalizeName(changes.name);
+  const row = await services.knex.transaction(async (trx) => {
+    const current = await findAccountRow(trx, id);
+    if (!current || current.status === 'deleted') throw new AppError('account_not_found', 'no account has this id', 404);
+    const emailChanged = email !== undefined && email.toLowerCase() !== current.email.toLowerCase();
+    if (emailChanged) {
+      const holder = await findAccountRowByEmail(trx, email);
+      if (holder) throw new AppError('email_taken', 'an account with this email already exists', 409);
+    }
+    const updated = await updateAccount(trx, id, {
+      ...(email !== undefined ? { email } : {}),
+      ...(name !== undefined ? { name } : {}),
+      // A new address is unverified unless the administrator says otherwise.
+      ...(changes.emailVerified !== undefined ? { email_verified: changes.emailVerified } : emailChanged ? { email_verified: false } : {}),
+    });
+    const changed = [
+      ...(emailChanged ? ['email'] : []),
+      ...(name !== undefined && name !== current.name ? ['name'] : []),
+      ...(changes.emailVerified !== undefined && changes.emailVerified !== current.email_verified ? ['email_verified'] : []),
+    ];
+    await recordAudit(trx, { type: 'user.updated', outcome: 'success', accountId: id, ...auditContext(meta, { changed }) });
+    return updated;
+  }).catch((err: unknown) => {
+    // Another account took the address between the check and the update.
+    if ((err as { code?: unknown }).code === '23505') throw new AppError('email_taken', 'an account with this email already exists', 409);
+    throw err;
+  });
+  if (!row) throw new AppError('account_not_found', 'no account has this id', 404);
+  return toPublicAccount(row);
 }
 
 export async function setPassword(services: UserServices, email: string, password: string, meta?: AuditMeta): Promise<PublicAccount> {

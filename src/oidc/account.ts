@@ -6,6 +6,7 @@
 import type { Account, KoaContextWithOIDC } from 'oidc-provider';
 import type { Services } from '../services.ts';
 import { findAccountById, maySignIn } from '../domain/users.ts';
+import { subjectRoleNames } from '../domain/roles.ts';
 
 /** When the session or token on this request was issued, in seconds, if known. */
 function issuedAt(ctx: KoaContextWithOIDC | undefined, token: unknown): number | undefined {
@@ -26,8 +27,11 @@ export async function findAccount(services: Services, ctx: KoaContextWithOIDC | 
   }
   return {
     accountId: account.id,
-    async claims() {
+    async claims(_use, scope) {
+      // Roles are looked up only when the `roles` scope was granted.
+      const roles = scope.split(' ').includes('roles') ? await subjectRoleNames(services.knex, { type: 'user', id: account.id }) : undefined;
       return {
+        ...(roles ? { roles } : {}),
         sub: account.id,
         email: account.email,
         email_verified: account.emailVerified,

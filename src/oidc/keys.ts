@@ -6,7 +6,7 @@ import type { JWK } from 'jose';
 import { calculateJwkThumbprint } from 'jose';
 import type { Services } from '../services.ts';
 import { insertKey, listKeys, lockSigningKeys, publishedKeys, retireActiveKeys, type SigningKeyRow } from '../db/signing-keys.ts';
-import { recordAudit } from '../domain/audit.ts';
+import { auditContext, recordAudit, type AuditMeta } from '../domain/audit.ts';
 
 export const KEYS_CHANNEL = 'gatehouse:signing-keys';
 
@@ -71,16 +71,22 @@ export async function listSigningKeys(services: KeyServices): Promise<{ kid: str
 }
 
 /** New keys sign from now on; the old ones stay published for verification. */
-export async function rotateSigningKeys(services: KeyServices): Promise<{ created: { kid: string; alg: string }[]; retired: string[] }> {
+export async function rotateSigningKeys(services: KeyServices, meta?: AuditMeta): Promise<{ created: { kid: string; alg: string }[]; retired: string[] }> {
   const result = await services.knex.transaction(async (trx) => {
     await lockSigningKeys(trx);
     const retired = await retireActiveKeys(trx);
     const created = await createKeySet(services, trx);
-    await recordAudit(trx, { type: 'keys.rotated', outcome: 'success', details: { created: created.map((k) => k.kid), retired } });
+    await recordAudit(trx, { type: 'keys.rotated', outcome: 'success', ...auditContext(meta, { created: created.map((k) => k.kid), retired }) });
     return { created, retired };
   });
   if (services.redis) await services.redis.publish(KEYS_CHANNEL, 'rotated');
   return result;
+}
+
+/** The public halves of the published keys, for verifying tokens this issuer signed. */
+export async function publishedPublicKeys(services: Pick<Services, 'knex' | 'config'>): Promise<JWK[]> {
+  const since = new Date(Date.now() - services.config.retiredKeysPublishedSeconds * 1000);
+  return (await publishedKeys(services.knex, since)).map((r) => r.public_jwk as JWK);
 }
 
 export interface LoadedKeys {

@@ -11,6 +11,7 @@ import { CACHE_TTL_MS, ClientAdapter } from './client-adapter.ts';
 import { TtlCache } from '../ttl-cache.ts';
 import { findAccount } from './account.ts';
 import { findResource } from '../domain/resources.ts';
+import { PermissionFilter } from './permissions.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
 import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
 import { trackSessions } from './sessions.ts';
@@ -20,13 +21,14 @@ import { accessTokenTtl, refreshTokenTtl } from './refresh-tokens.ts';
 import { MAX_REFRESH_GRACE_SECONDS } from '../domain/clients.ts';
 import { recordAudit } from '../domain/audit.ts';
 
-export const SCOPES = ['openid', 'profile', 'email', 'phone', 'offline_access'];
+export const SCOPES = ['openid', 'profile', 'email', 'phone', 'roles', 'offline_access'];
 // Claims released per scope. acr/amr sit under openid so they reach ID tokens.
 export const CLAIMS: Record<string, string[]> = {
   openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
   profile: ['name', 'updated_at'],
   email: ['email', 'email_verified'],
   phone: ['phone_number', 'phone_number_verified'],
+  roles: ['roles'],
 };
 // Algorithms accepted from clients (private_key_jwt, request objects, DPoP proofs).
 const CLIENT_KEY_ALGS: AsymmetricSigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256', 'PS256'];
@@ -48,6 +50,7 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, signed: true };
   const ttl = config.ttl;
   const resources = new TtlCache<Awaited<ReturnType<typeof findResource>>>(CACHE_TTL_MS);
+  const permissions = new PermissionFilter(services.knex, CACHE_TTL_MS);
   return {
     adapter: adapterFactory(services),
     findAccount: (ctx, sub, token) => findAccount(services, ctx, sub, token),
@@ -132,7 +135,7 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
           const resource = await resources.get(resourceIndicator, () => findResource(services.knex, resourceIndicator));
           if (!resource) throw new errors.InvalidTarget(`resource ${resourceIndicator} is not registered`);
           return {
-            scope: resource.scope,
+            scope: await permissions.allowedScope(ctx, resource.id, resource.scope),
             audience: resource.identifier,
             accessTokenTTL: resource.accessTokenTtl ?? accessTokenTtl(config, ctx, resource.accessTokenFormat),
             accessTokenFormat: resource.accessTokenFormat,

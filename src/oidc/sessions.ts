@@ -8,7 +8,7 @@ import type { Services } from '../services.ts';
 import { findSession, hasOtherSessions, knownDevice, markSessionsRevoked, upsertSession, type SessionSeen } from '../db/account-sessions.ts';
 import { findAccountById } from '../domain/users.ts';
 import { pageLink } from '../domain/links.ts';
-import { recordAudit } from '../domain/audit.ts';
+import { auditContext, recordAudit, type AuditMeta } from '../domain/audit.ts';
 import { sessionTtl } from './session-lifetime.ts';
 
 interface ProviderSession {
@@ -128,10 +128,10 @@ export interface RevokeSelection {
 }
 
 /** Revokes sessions; returns the uids ended. */
-export async function revokeSessions(services: Services, provider: Provider, selection: RevokeSelection, reason: string, meta: { ip?: string; userAgent?: string } = {}): Promise<string[]> {
+export async function revokeSessions(services: Services, provider: Provider, selection: RevokeSelection, reason: string, meta: AuditMeta = {}): Promise<string[]> {
   const uids = await services.knex.transaction(async (trx) => {
     const ended = await markSessionsRevoked(trx, { accountId: selection.accountId, id: selection.uid, exceptId: selection.exceptUid }, reason);
-    if (ended.length) await recordAudit(trx, { type: 'session.revoked', outcome: 'success', accountId: selection.accountId, ip: meta.ip, userAgent: meta.userAgent, details: { sessions: ended, reason } });
+    if (ended.length) await recordAudit(trx, { type: 'session.revoked', outcome: 'success', accountId: selection.accountId, ...auditContext(meta, { sessions: ended, reason }) });
     return ended;
   });
   for (const uid of uids) {

@@ -118,8 +118,14 @@ describe('client_credentials', () => {
 
     const resource = 'https://api.example.test';
     await gatehouse(server.env, ['resource', 'create', '--identifier', resource, '--scope', 'read write']);
+    // Without a role the client holds no permission at the API: the token carries no scope.
+    const unprivileged = await oidc.clientCredentialsGrant(config, { resource, scope: 'read write' });
+    expect(unprivileged.scope).toBeUndefined();
+    await gatehouse(server.env, ['role', 'create', '--name', 'api-reader', '--resource', resource, '--permission', 'read']);
+    await gatehouse(server.env, ['role', 'assign', 'api-reader', '--client', svc.client_id]);
 
-    const bound = await oidc.clientCredentialsGrant(config, { resource, scope: 'read' });
+    // Scope ∩ permissions: write is asked for but not held.
+    const bound = await oidc.clientCredentialsGrant(config, { resource, scope: 'read write' });
     expect(bound.refresh_token).toBeUndefined();
     expect(bound.id_token).toBeUndefined();
     const header = jose.decodeProtectedHeader(bound.access_token);

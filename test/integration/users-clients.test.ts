@@ -316,11 +316,12 @@ function domainSuite(name: string, open: () => Promise<{ services: Services; cle
       it('registers a resource and finds it by identifier', async () => {
         const created = await createResource(services, { identifier: 'https://api.example.com', scope: ' read  write read ', format: 'opaque', accessTokenTtl: 600, name: 'API' });
         expect(created).toMatchObject({ identifier: 'https://api.example.com', scope: 'read write', access_token_format: 'opaque', access_token_ttl: 600, name: 'API' });
-        expect(await findResource(services.knex, 'https://api.example.com')).toEqual({ identifier: 'https://api.example.com', scope: 'read write', accessTokenFormat: 'opaque', accessTokenTtl: 600 });
+        expect(await findResource(services.knex, 'https://api.example.com')).toMatchObject({ identifier: 'https://api.example.com', scope: 'read write', accessTokenFormat: 'opaque', accessTokenTtl: 600, apiClientId: undefined });
         await createResource(services, { identifier: 'urn:example:billing', scope: 'invoices:read' });
-        expect(await findResource(services.knex, 'urn:example:billing')).toEqual({ identifier: 'urn:example:billing', scope: 'invoices:read', accessTokenFormat: 'jwt', accessTokenTtl: undefined });
+        expect(await findResource(services.knex, 'urn:example:billing')).toMatchObject({ identifier: 'urn:example:billing', scope: 'invoices:read', accessTokenFormat: 'jwt', accessTokenTtl: undefined });
         expect(await findResource(services.knex, 'https://unknown.example.com')).toBeUndefined();
-        expect((await listResources(services)).map((r) => r.identifier)).toEqual(['https://api.example.com', 'urn:example:billing']);
+        // The management API is registered on every database and listed first.
+        expect((await listResources(services)).filter((r) => !r.built_in).map((r) => r.identifier)).toEqual(['https://api.example.com', 'urn:example:billing']);
       });
 
       it('refuses duplicates, relative or fragment identifiers, empty scopes and bad lifetimes', async () => {
@@ -330,7 +331,7 @@ function domainSuite(name: string, open: () => Promise<{ services: Services; cle
         expect(await rejection(createResource(services, { identifier: 'https://x.example/', scope: '   ' }))).toMatchObject({ code: 'invalid_resource' });
         expect(await rejection(createResource(services, { identifier: 'https://x.example/', scope: 'read "quoted"' }))).toMatchObject({ code: 'invalid_resource' });
         expect(await rejection(createResource(services, { identifier: 'https://x.example/', scope: 'read', accessTokenTtl: 0 }))).toMatchObject({ code: 'invalid_resource' });
-        expect(await listResources(services)).toHaveLength(2);
+        expect((await listResources(services)).filter((r) => !r.built_in)).toHaveLength(2);
       });
     });
   });

@@ -1,5 +1,8 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AUTH_METHODS, createClient, deleteClient, GRANT_TYPES, ID_TOKEN_ALGS, listClients, MAX_REFRESH_GRACE_SECONDS } from '../../domain/clients.ts';
+import { assignRole } from '../../domain/roles.ts';
+import { ADMIN_ROLE, ADMIN_SCOPES, managementResourceIdentifier } from '../../domain/management.ts';
+import { AppError } from '../../errors.ts';
 import { CLI_AUDIT, collect, collectChoice, type CliContext } from '../context.ts';
 
 interface CreateOptions {
@@ -17,6 +20,8 @@ interface CreateOptions {
   dpop?: boolean;
   backchannelLogoutUri?: string;
   refreshGraceSeconds?: number;
+  admin?: boolean;
+  role?: string[];
 }
 
 function wholeSeconds(raw: string): number {
@@ -47,15 +52,20 @@ export function registerClient(program: Command, ctx: CliContext): void {
     .option('--dpop', 'require DPoP proofs (RFC 9449): every token is bound to the client\'s key')
     .option('--backchannel-logout-uri <uri>', 'where logout tokens are POSTed when a user\'s session ends')
     .option('--refresh-grace-seconds <n>', `seconds (0-${MAX_REFRESH_GRACE_SECONDS}, default 0 = off) in which a just-rotated refresh token may be sent again and returns the same new tokens`, wholeSeconds)
+    .option('--admin', `a machine client for the management API: client_credentials, holding the ${ADMIN_ROLE} role`)
+    .option('--role <name>', 'give the client a role (repeatable)', collect)
     .action((options: CreateOptions) =>
-      ctx.run((services) =>
-        createClient(
+      ctx.run(async (services) => {
+        if (options.admin && options.grantType && !options.grantType.includes('client_credentials')) {
+          throw new AppError('invalid_client_metadata', 'an admin client uses the client_credentials grant', 400);
+        }
+        const created = await createClient(
           services,
           {
             name: options.name,
             redirectUris: options.redirectUri ?? [],
             postLogoutRedirectUris: options.postLogoutRedirectUri ?? [],
-            grantTypes: options.grantType,
+            grantTypes: options.grantType ?? (options.admin ? ['client_credentials'] : undefined),
             scope: options.scope,
             authMethod: options.authMethod,
             clientId: options.clientId,
@@ -68,8 +78,15 @@ export function registerClient(program: Command, ctx: CliContext): void {
             refreshGraceSeconds: options.refreshGraceSeconds,
           },
           CLI_AUDIT,
-        ),
-      ),
+        );
+        const roles = [...(options.admin ? [ADMIN_ROLE] : []), ...(options.role ?? [])];
+        for (const role of roles) await assignRole(services, role, { type: 'client', id: created.client_id }, CLI_AUDIT);
+        return {
+          ...created,
+          ...(roles.length ? { roles } : {}),
+          ...(options.admin ? { management_api: { resource: managementResourceIdentifier(services.config), scopes: Object.keys(ADMIN_SCOPES) } } : {}),
+        };
+      }),
     );
 
   client
