@@ -1,6 +1,7 @@
 // Process entry: configuration -> services -> app -> listen, and a graceful stop on SIGTERM.
 import http from 'node:http';
 import { ConfigError, loadConfig, type Config } from './config.ts';
+import { pino } from 'pino';
 import { createLogger } from './logger.ts';
 import { createServices } from './services.ts';
 import { buildApp } from './app.ts';
@@ -49,7 +50,10 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
+  // Asynchronous, buffered log writes: a synchronous write per request line cost about a quarter
+  // of the throughput of the cheapest endpoints (docs/performance.md). pino flushes the buffer
+  // synchronously when the process exits, including on a crash.
+  const logger = createLogger(config.logLevel, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
   const services = await createServices(config, logger);
   if (services.appliedMigrations.length) logger.info({ migrations: services.appliedMigrations }, 'database migrated');
   if (services.usingDevelopmentSecrets) logger.warn('using generated development secrets; set ENCRYPTION_KEYS and COOKIE_KEYS for production');
@@ -90,6 +94,7 @@ async function main(): Promise<void> {
     await host.stop();
     await services.close();
     logger.info('stopped');
+    logger.flush();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
