@@ -4,8 +4,9 @@
 // `token` is an API key; every other request, body untouched, goes on to the provider.
 //
 // As in the provider's policy for its tokens, any confidential client may introspect a key;
-// here it must authenticate with its client secret (Basic or form). Public and unauthenticated
-// callers get 401 invalid_client: a key is never a public client's own token.
+// here it must authenticate with its client secret (Basic or form). A public client, or one
+// with a wrong secret, gets 401 invalid_client (a key is never a public client's own token); a
+// request naming no client at all gets 400 invalid_request, as the provider answers it.
 //
 // Introspecting counts as a use of the key (usage count, last used): a resource server asks
 // because the key's holder is calling it, so the count tracks how much the key is used.
@@ -53,6 +54,11 @@ export function apiKeyIntrospection(services: Services, host: ProviderHost): Mid
     // Repeated parameters are the provider's to refuse, with its own message.
     if (tokens.length !== 1 || !looksLikeApiKey(tokens[0]!)) return next();
 
+    // The provider's answer to a request naming no client, so both kinds of token see the same.
+    if (!ctx.get('authorization') && !form?.get('client_id')) {
+      oauthError(ctx, 400, 'invalid_request', 'no client authentication mechanism provided');
+      return undefined;
+    }
     const client = await authenticateClientSecret(services, ctx, form);
     if (!client.ok) {
       if (client.error === 'invalid_client' && ctx.get('authorization')) {

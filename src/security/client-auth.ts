@@ -61,6 +61,8 @@ function presentedCredentials(ctx: Context, form: URLSearchParams | undefined): 
     return { clientId, secret, method: 'client_secret_basic' };
   }
   if (formIds[0] && formSecrets[0] !== undefined) return { clientId: formIds[0], secret: formSecrets[0], method: 'client_secret_post' };
+  // No credentials, or a client named without a secret (a public client, or a confidential one
+  // that left it out).
   return INVALID_CLIENT;
 }
 
