@@ -8,6 +8,8 @@ import * as sessions from './20261121000004_sessions.ts';
 import * as tokenBindings from './20261121000005_token_bindings.ts';
 import * as sessionLocation from './20261121000006_session_location.ts';
 import * as authorization from './20261121000007_authorization.ts';
+import * as auditAppendOnly from './20261121000008_audit_append_only.ts';
+import * as privacy from './20261121000009_privacy.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -22,4 +24,6 @@ export const migrations: [name: string, migration: Migration][] = [
   ['20261121000005_token_bindings', tokenBindings],
   ['20261121000006_session_location', sessionLocation],
   ['20261121000007_authorization', authorization],
+  ['20261121000008_audit_append_only', auditAppendOnly],
+  ['20261121000009_privacy', privacy],
 ];

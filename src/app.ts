@@ -20,6 +20,9 @@ import { apiKeyIntrospection } from './oidc/api-key-introspection.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { interactionRouter, linksRouter } from './interactions/router.ts';
 import { accountRouter } from './account/router.ts';
+import { metricsEndpoint } from './metrics.ts';
+import { adminApi } from './admin/router.ts';
+import { authzRouter } from './api/authz-router.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
@@ -89,8 +92,10 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
     try {
       await next();
     } finally {
+      const ms = performance.now() - started;
       // The path only: query strings carry codes and tokens.
-      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
+      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms) }, 'request');
+      services.metrics.observeRequest(ctx, ms / 1000);
     }
   });
 
@@ -120,12 +125,16 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
 
   const health = healthRouter(services);
   app.use(health.routes());
+  app.use(metricsEndpoint(services.metrics, config, logger));
   const interactions = interactionRouter(services, host);
   app.use(interactions.routes()).use(interactions.allowedMethods());
   const links = linksRouter(services);
   app.use(links.routes()).use(links.allowedMethods());
   const account = accountRouter(services, host);
   app.use(account.routes()).use(account.allowedMethods());
+  app.use(adminApi(services, host));
+  const authz = authzRouter(services);
+  app.use(authz.routes()).use(authz.allowedMethods());
   app.use(tokenEndpointRateLimit(services.rateLimits));
   app.use(refreshTokenLifecycle(services, host));
   app.use(apiKeyIntrospection(services, host));

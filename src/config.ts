@@ -121,6 +121,9 @@ const schema = z.object({
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
   API_KEY_ROTATION_OVERLAP: z.coerce.number().int().min(0).default(24 * 3600),
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).default(365),
+  METRICS_ENABLED: bool.optional(),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters; e.g. $(openssl rand -base64 32)').optional(),
 });
 
 export interface Config {
@@ -199,6 +202,10 @@ export interface Config {
   captcha: { provider: 'turnstile' | 'hcaptcha' | 'recaptcha'; siteKey: string; secret: string; verifyUrl: string | undefined; loginAfterFailures: number } | undefined;
   /** Seconds a rotated-out API key keeps working, so its users can switch to the new one (0: none). */
   apiKeyRotationOverlap: number;
+  /** Days audit events are kept before the sweep deletes them (0: forever). */
+  auditRetentionDays: number;
+  /** /metrics: served when enabled; with a token, only to `Authorization: Bearer <token>`. */
+  metrics: { enabled: boolean; token: string | undefined };
 }
 
 export interface RateLimitRule {
@@ -324,5 +331,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ? { provider: e.CAPTCHA_PROVIDER, siteKey: e.CAPTCHA_SITE_KEY, secret: e.CAPTCHA_SECRET, verifyUrl: e.CAPTCHA_VERIFY_URL, loginAfterFailures: e.CAPTCHA_LOGIN_AFTER_FAILURES }
       : undefined,
     apiKeyRotationOverlap: e.API_KEY_ROTATION_OVERLAP,
+    auditRetentionDays: e.AUDIT_RETENTION_DAYS,
+    // A token only makes sense for an endpoint that exists: setting one switches /metrics on.
+    metrics: { enabled: e.METRICS_ENABLED ?? e.METRICS_TOKEN !== undefined, token: e.METRICS_TOKEN },
   };
 }

@@ -14,6 +14,7 @@ import { createNotifier, type Notifier } from './notify/notifier.ts';
 import { createRateLimits, type RateLimits } from './security/rate-limit.ts';
 import { createCaptcha, type Captcha } from './security/captcha.ts';
 import { openGeoIp, type GeoIp } from './geoip.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 
 export interface Services {
   config: Config;
@@ -32,6 +33,8 @@ export interface Services {
   captcha: Captcha | undefined;
   /** Present when GEOIP_DATABASE names a readable MaxMind DB. */
   geoip: GeoIp | undefined;
+  /** This process's Prometheus counters, served at /metrics. */
+  metrics: Metrics;
   /** Migrations applied while creating these services (empty when the schema was current). */
   appliedMigrations: string[];
   close(): Promise<void>;
@@ -46,6 +49,7 @@ export function createRedis(url: string, logger: Logger): Redis {
 export async function createServices(config: Config, logger: Logger, lock?: PidLock): Promise<Services> {
   const database = await openDatabase(config, logger, lock);
   let redis: Redis | undefined;
+  const metrics = createMetrics();
   try {
     const appliedMigrations = await migrateLatest(database.knex);
     // The management API and the administrator role exist on every database, whatever opened it.
@@ -64,18 +68,21 @@ export async function createServices(config: Config, logger: Logger, lock?: PidL
       cookieKeys: secrets.cookieKeys,
       usingDevelopmentSecrets: secrets.usingDevelopmentSecrets,
       notifier,
-      rateLimits: createRateLimits({ config, redis, knex: database.knex, logger }),
+      rateLimits: createRateLimits({ config, redis, knex: database.knex, logger, onLimited: (rule) => metrics.rateLimitHit(rule) }),
       captcha: createCaptcha(config.captcha, logger),
       geoip: await openGeoIp(config.geoipDatabase, logger),
+      metrics,
       appliedMigrations,
       async close() {
         await notifier.stop();
+        metrics.close();
         if (openRedis) await openRedis.quit().catch(() => openRedis.disconnect());
         await database.close();
       },
     };
   } catch (err) {
     redis?.disconnect();
+    metrics.close();
     await database.close();
     throw err;
   }

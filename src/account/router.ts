@@ -19,7 +19,9 @@ import { AppError } from '../errors.ts';
 import { accountSessions } from '../domain/sessions.ts';
 import { revokeSessions } from '../oidc/sessions.ts';
 import { registerPasskeyAccountRoutes } from './passkeys.ts';
-import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, type SignedIn } from './session.ts';
+import { registerActivityRoutes } from './activity.ts';
+import { registerPrivacyAccountRoutes } from './privacy.ts';
+import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, takeAccountReturnPath, type SignedIn } from './session.ts';
 
 const NOTICES: Record<string, string> = {
   name: 'Your name is saved.',
@@ -125,7 +127,8 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     const outcome = finishAccountLogin(ctx);
     if (outcome === 'ok' || outcome === 'bad_state') {
       // A stale or foreign state only means this round trip was not ours: start over.
-      ctx.redirect('/account');
+      const back = takeAccountReturnPath(ctx);
+      ctx.redirect(outcome === 'ok' ? back : '/account');
       return;
     }
     await ctx.render('notice', { heading: 'Not signed in', message: 'Sign-in was cancelled.', links: [{ href: '/account', label: 'Sign in to your account' }] });
@@ -232,6 +235,8 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
     return 'devices-forgotten';
   }));
   registerPasskeyAccountRoutes(router, services, host, body);
+  registerPrivacyAccountRoutes(router, services, host, body);
+  registerActivityRoutes(router, services, host);
 
   return router;
 }

@@ -10,6 +10,9 @@ import { findAccountById, type Account } from '../domain/users.ts';
 
 export const ACCOUNT_CLIENT_ID = 'gatehouse-account';
 const LOGIN_COOKIE = 'gatehouse.account_login';
+const RETURN_COOKIE = 'gatehouse.account_return';
+// Where a sign-in may lead back to: an /account page, nothing else (no open redirect).
+const RETURN_PATH = /^\/account(\/[a-z-]+)*$/;
 
 export function accountClientMetadata(services: Pick<Services, 'config'>): Record<string, unknown> {
   const { issuer, productName } = services.config;
@@ -29,6 +32,8 @@ export function accountClientMetadata(services: Pick<Services, 'config'>): Recor
 export interface SignedIn {
   account: Account;
   sessionUid: string;
+  /** When this browser last proved who it is (epoch seconds). */
+  authTime: number | undefined;
 }
 
 /** The signed-in account, or undefined when the browser has no valid session. */
@@ -39,13 +44,18 @@ export async function currentAccount(services: Services, host: ProviderHost, ctx
   const valid = await findAccount(services, undefined, session.accountId, { iat: session.loginTs });
   if (!valid) return undefined;
   const account = await findAccountById(services.knex, session.accountId);
-  return account ? { account, sessionUid: session.uid } : undefined;
+  return account ? { account, sessionUid: session.uid, authTime: session.loginTs } : undefined;
 }
 
-/** Sends the browser through the hosted login, back to /account afterwards. */
-export function startAccountLogin(services: Services, ctx: Context): void {
+/**
+ * Sends the browser through the hosted login, back to /account (or the /account page `returnTo`)
+ * afterwards. `forceLogin` asks for the credentials again even when the session is signed in.
+ */
+export function startAccountLogin(services: Services, ctx: Context, options: { returnTo?: string; forceLogin?: boolean } = {}): void {
   const state = crypto.randomBytes(16).toString('base64url');
-  ctx.cookies.set(LOGIN_COOKIE, state, { httpOnly: true, sameSite: 'lax', signed: true, secure: services.config.issuer.startsWith('https:'), maxAge: 30 * 60 * 1000, path: '/account' });
+  const cookie = { httpOnly: true, sameSite: 'lax' as const, signed: true, secure: services.config.issuer.startsWith('https:'), maxAge: 30 * 60 * 1000, path: '/account' };
+  ctx.cookies.set(LOGIN_COOKIE, state, cookie);
+  ctx.cookies.set(RETURN_COOKIE, options.returnTo && RETURN_PATH.test(options.returnTo) ? options.returnTo : null, cookie);
   const url = new URL(`${services.config.issuer}/auth`);
   url.search = new URLSearchParams({
     client_id: ACCOUNT_CLIENT_ID,
@@ -56,6 +66,7 @@ export function startAccountLogin(services: Services, ctx: Context): void {
     // PKCE is required of every client; /account never redeems its code, so any challenge will do.
     code_challenge: crypto.randomBytes(32).toString('base64url'),
     code_challenge_method: 'S256',
+    ...(options.forceLogin ? { prompt: 'login', max_age: '0' } : {}),
   }).toString();
   ctx.redirect(url.toString());
 }
@@ -69,4 +80,11 @@ export function finishAccountLogin(ctx: Context): 'ok' | 'denied' | 'bad_state' 
   ctx.cookies.set(LOGIN_COOKIE, null, { path: '/account' });
   if (!state || ctx.query.state !== state) return 'bad_state';
   return typeof ctx.query.error === 'string' ? 'denied' : 'ok';
+}
+
+/** The /account page the finished sign-in was started from (once; /account by default). */
+export function takeAccountReturnPath(ctx: Context): string {
+  const path = ctx.cookies.get(RETURN_COOKIE, { signed: true });
+  ctx.cookies.set(RETURN_COOKIE, null, { path: '/account' });
+  return path && RETURN_PATH.test(path) ? path : '/account';
 }

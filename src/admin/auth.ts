@@ -157,8 +157,9 @@ export function createAdminAuthenticator(services: Pick<Services, 'knex' | 'conf
     }
     const account = await findAccountById(services.knex, sub);
     if (!account || account.status !== 'active') throw invalidToken('The account the access token was issued to is not active.');
-    // Suspension, a password reset or "sign out everywhere" ends tokens issued before it.
-    if (account.tokensValidAfter && typeof payload.iat === 'number' && payload.iat * 1000 < account.tokensValidAfter.getTime() - 1000) {
+    // Suspension, a password reset or "sign out everywhere" ends tokens issued before it; the
+    // same second counts as before, as in oidc/account.ts (iat has whole seconds only).
+    if (account.tokensValidAfter && (typeof payload.iat !== 'number' || payload.iat <= Math.floor(account.tokensValidAfter.getTime() / 1000))) {
       throw invalidToken('The access token was issued before the account\'s sessions were ended.');
     }
     return { actor: { type: 'user', id: account.id }, scopes, auditMeta: { ...base, actor: { type: 'user', id: account.id } } };

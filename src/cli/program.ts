@@ -7,6 +7,7 @@ import { registerApiKey } from './commands/api-key.ts';
 import { registerClient } from './commands/client.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
+import { registerPolicy } from './commands/policy.ts';
 import { registerResource } from './commands/resource.ts';
 import { registerRole } from './commands/role.ts';
 import { registerUser } from './commands/user.ts';
@@ -28,6 +29,7 @@ function buildProgram(ctx: CliContext, output: CliOutput): Command {
   registerUser(program, ctx);
   registerResource(program, ctx);
   registerRole(program, ctx);
+  registerPolicy(program, ctx);
   registerKeys(program, ctx);
   registerSession(program, ctx);
   registerApiKey(program, ctx);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { withAuditMaintenance } from './audit-maintenance.ts';
 
 export interface AuditEventInsert {
   eventType: string;
@@ -60,4 +61,51 @@ export async function queryAuditEvents(db: Knex | Knex.Transaction, filter: Audi
   // Ids grow with insertion, so they order events as they were recorded and make a stable cursor.
   if (page.beforeId !== undefined) q.where('id', '<', page.beforeId);
   return q.orderBy('id', 'desc').limit(page.limit);
+}
+
+/** One event of an account's own activity, with the name of the app it came through. */
+export interface AccountActivityRow {
+  id: string;
+  occurred_at: Date;
+  event_type: string;
+  outcome: 'success' | 'failure';
+  client_id: string | null;
+  client_name: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  details: Record<string, unknown>;
+}
+
+/** An account's events, newest first; `beforeId` continues after the last row of a previous page. */
+export async function listAccountActivity(db: Knex | Knex.Transaction, accountId: string, page: { beforeId?: string; limit: number }): Promise<AccountActivityRow[]> {
+  const q = db('audit_events as e')
+    .leftJoin('clients as c', 'c.client_id', 'e.client_id')
+    .where('e.account_id', accountId)
+    .select<AccountActivityRow[]>('e.id', 'e.occurred_at', 'e.event_type', 'e.outcome', 'e.client_id', db.raw("c.metadata->>'client_name' AS client_name"), 'e.ip', 'e.user_agent', 'e.details');
+  if (page.beforeId !== undefined) q.where('e.id', '<', page.beforeId);
+  return q.orderBy('e.id', 'desc').limit(page.limit);
+}
+
+/**
+ * Deletes events recorded before `cutoff`, oldest first, `batchSize` rows per transaction so no
+ * statement holds many locks or a long transaction. SKIP LOCKED lets several instances sweep at
+ * once without waiting on each other's batches. Stops after `maxBatches`; the next sweep goes on.
+ */
+export async function deleteAuditEventsBefore(knex: Knex, cutoff: Date, opts: { batchSize: number; maxBatches: number }): Promise<number> {
+  let total = 0;
+  for (let batch = 0; batch < opts.maxBatches; batch++) {
+    const deleted = await knex.transaction(async (trx) => {
+      await withAuditMaintenance(trx, 'retention');
+      const result = await trx.raw<{ rows: unknown[] }>(
+        `DELETE FROM audit_events WHERE id IN (
+           SELECT id FROM audit_events WHERE occurred_at < ? ORDER BY occurred_at LIMIT ? FOR UPDATE SKIP LOCKED
+         ) RETURNING id`,
+        [cutoff, opts.batchSize],
+      );
+      return result.rows.length;
+    });
+    total += deleted;
+    if (deleted < opts.batchSize) break;
+  }
+  return total;
 }

@@ -42,6 +42,44 @@ export async function recordAudit(db: Knex | Knex.Transaction, event: AuditEvent
     userAgent: event.userAgent?.slice(0, MAX_USER_AGENT) ?? null,
     details: event.details ?? {},
   });
+  notifyWhenCommitted(db, event);
+}
+
+/** Told about each audit event once it is durable (metrics count sign-ins and lockouts this way). */
+export type AuditObserver = (event: AuditEvent) => void;
+
+// Process-wide, because recordAudit is called from dozens of places with nothing but a database
+// handle; threading an observer through each of them would touch every flow. Subscribers (one
+// Metrics per Services) remove themselves when they close.
+const observers = new Set<AuditObserver>();
+
+export function observeAuditEvents(observer: AuditObserver): () => void {
+  observers.add(observer);
+  return () => observers.delete(observer);
+}
+
+function notifyWhenCommitted(db: Knex | Knex.Transaction, event: AuditEvent): void {
+  if (observers.size === 0) return;
+  const notify = () => {
+    for (const observer of observers) {
+      try {
+        observer(event);
+      } catch {
+        // An observer's failure must never fail, or surface from, the change being audited.
+      }
+    }
+  };
+  if (!db.isTransaction) {
+    notify();
+    return;
+  }
+  // An event inside a transaction counts only if that transaction and every one enclosing it
+  // (savepoints) commit: a rolled-back sign-in must not move a counter.
+  const pending: Promise<unknown>[] = [];
+  for (let trx: Knex.Transaction | undefined = db as Knex.Transaction; trx; trx = (trx as { parentTransaction?: Knex.Transaction }).parentTransaction) {
+    pending.push(trx.executionPromise);
+  }
+  Promise.all(pending).then(notify, () => undefined);
 }
 
 /** The audit fields carried by `meta`, with its source and actor folded into the details. */

@@ -12,9 +12,10 @@ import { listEnabledPolicyRows, type PolicyEffect, type PolicyRow } from '../db/
 import { listAclActions } from '../db/acl.ts';
 import { AppError } from '../errors.ts';
 
-// No space between "&&" and "eval(": casbin rewrites " (a, b)" groups into arrays when an
-// expression uses `in`, and a space there would make it rewrite the substituted condition.
-const MATCHER = '(p.act == "*" || p.act == r.act) &&eval(p.cond)';
+// No space right before "eval(": casbin rewrites " (a, b)" groups into arrays when an expression
+// uses `in`, and a space there would make it rewrite the substituted condition. "!!" makes the
+// condition's value a boolean (casbin refuses undefined, e.g. an attribute the caller left out).
+const MATCHER = '(p.act == "*" || p.act == r.act) && !!eval(p.cond)';
 
 const MODEL = `
 [request_definition]
@@ -132,7 +133,15 @@ function parseErrorMessage(err: unknown, condition: string): string {
   const parsed = err as { description?: unknown; index?: unknown; message?: unknown };
   if (typeof parsed.description === 'string' && typeof parsed.index === 'number') {
     const position = parsed.index - CONDITION_OFFSET;
-    return position >= 0 && position <= condition.length ? `${parsed.description} at position ${position + 1}` : parsed.description;
+    if (position < 0 || position > condition.length) return parsed.description;
+    // The parser reads the condition inside parentheses of its own; where it stops early it
+    // reports the group as unclosed, which says nothing about the condition.
+    if (parsed.description === 'Unclosed (' && position < condition.length) {
+      const hint = condition[position] === '=' ? ' (compare with ==)' : '';
+      return `unexpected "${condition.slice(position, position + 10)}" at position ${position + 1}${hint}`;
+    }
+    if (parsed.description === 'Unexpected ")"' && position === condition.length) return 'a ")" has no matching "("';
+    return `${parsed.description} at position ${position + 1}`;
   }
   return typeof parsed.message === 'string' ? parsed.message : String(err);
 }
@@ -151,14 +160,15 @@ export async function checkCondition(raw: unknown): Promise<string> {
   checkNames(condition);
   checkIpRanges(condition);
   const enforcer = await newPolicyEnforcer([{ name: 'candidate', actions: ['*'], condition, effect: 'allow' }]);
-  let result: unknown;
   try {
-    [result] = await enforcer.enforceEx(...sampleRequest());
+    await enforcer.enforceEx(...sampleRequest());
   } catch (err) {
-    const message = parseErrorMessage(err, condition);
-    throw invalidPolicy(`the condition is not a valid expression: ${message}`);
+    // casbin's list syntax for `in` rewrites " (a, b)" groups anywhere in such a condition.
+    const hint = / in /.test(condition) && / \([^)]*,/.test(condition)
+      ? '; with "in", a parenthesis after a space holding a comma is read as a list: remove that space or use .includes()'
+      : '';
+    throw invalidPolicy(`the condition is not a valid expression: ${parseErrorMessage(err, condition)}${hint}`);
   }
-  if (typeof result !== 'boolean') throw invalidPolicy('the condition must be a comparison or another expression that is true or false');
   return condition;
 }
 

@@ -9,7 +9,7 @@ import { findAccountById } from '../domain/users.ts';
 import { csrfToken, verifyCsrf } from '../security/csrf.ts';
 import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
 
-const SCOPE_WORDS: Record<string, string> = {
+export const SCOPE_WORDS: Record<string, string> = {
   openid: 'Confirm who you are',
   profile: 'See your name',
   email: 'See your email address and whether it is verified',

@@ -15,7 +15,11 @@ export async function limitAttempt(services: Services, rule: RateLimitRuleName, 
 /** Refuses with 429 while `rule` is used up, without counting this request. */
 export async function refuseWhileLimited(services: Services, rule: RateLimitRuleName, key: string): Promise<void> {
   const state = await services.rateLimits.peek(rule, key);
-  if (state.blocked) throw tooManyRequests(state.retryAfterSeconds);
+  if (state.blocked) {
+    // consume() reports its own refusals to the metrics; a refusal made by peeking is counted here.
+    services.metrics.rateLimitHit(rule);
+    throw tooManyRequests(state.retryAfterSeconds);
+  }
 }
 
 /** Shows the CAPTCHA widget on the page being rendered. */

@@ -5,8 +5,6 @@ import crypto from 'node:crypto';
 import type { JWK } from 'jose';
 import Provider, { errors, type Configuration, type KoaContextWithOIDC, type Adapter, type AsymmetricSigningAlgorithm } from 'oidc-provider';
 import type { Services } from '../services.ts';
-import { redisAdapterFactory } from './adapters/redis.ts';
-import { sqlAdapterFactory } from './adapters/sql.ts';
 import { CACHE_TTL_MS, ClientAdapter } from './client-adapter.ts';
 import { TtlCache } from '../ttl-cache.ts';
 import { findAccount } from './account.ts';
@@ -15,6 +13,7 @@ import { PermissionFilter } from './permissions.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
 import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
 import { trackSessions } from './sessions.ts';
+import { protocolStore, trackGrants } from './grants.ts';
 import { mfaSummary } from '../domain/mfa.ts';
 import { sessionTtl } from './session-lifetime.ts';
 import { accessTokenTtl, refreshTokenTtl } from './refresh-tokens.ts';
@@ -40,7 +39,7 @@ function isHttps(issuer: string): boolean {
 
 /** The adapter for every model: clients from our clients table, the rest in Redis or SQL. */
 function adapterFactory(services: Services): (name: string) => Adapter {
-  const protocolState = services.redis ? redisAdapterFactory(services.redis) : sqlAdapterFactory(services.knex);
+  const protocolState = protocolStore(services);
   return (name: string) => (name === 'Client' ? new ClientAdapter(services) : protocolState(name));
 }
 
@@ -196,6 +195,7 @@ export function createProvider(services: Services, jwks: JWK[]): Provider {
   provider.proxy = services.config.trustProxy;
   const log = services.logger;
   trackSessions(services, provider, Provider);
+  trackGrants(services, provider);
   provider.on('server_error', (ctx, err) => log.error({ err, requestId: ctx.state?.requestId }, 'provider server error'));
   // RP-initiated logout sends back-channel logouts itself; a failed one is retried and each
   // outcome audited, as for revoked sessions (sessions.ts).
@@ -203,6 +203,7 @@ export function createProvider(services: Services, jwks: JWK[]): Provider {
     void recordAudit(services.knex, { type: 'session.backchannel_logout', outcome: 'success', accountId, clientId: client.clientId }).catch((err: unknown) => log.warn({ err }, 'audit failed'));
   });
   provider.on('backchannel.error', (_ctx, err, client, accountId, sid) => void retryBackchannelLogout(services, client, accountId, sid, err));
+  provider.on('grant.success', (ctx) => services.metrics.tokenIssued(ctx.oidc.params?.grant_type));
   provider.on('grant.error', (ctx, err) => log.info({ requestId: ctx.state?.requestId, error: (err as Error).name, description: (err as { error_description?: string }).error_description }, 'token request refused'));
   return provider;
 }

@@ -81,7 +81,8 @@ async function recordSession(services: Services, seen: SessionSeen): Promise<voi
   services.notifier.kick();
 }
 
-async function notifyClient(services: Services, provider: Provider, clientId: string, accountId: string, sid: string | undefined): Promise<void> {
+/** Tells an app by back-channel logout (when it registered for it) that a session with it ended. */
+export async function notifyClient(services: Services, provider: Provider, clientId: string, accountId: string, sid: string | undefined): Promise<void> {
   // The library's type declarations predate Client#backchannelLogout.
   const client = (await provider.Client.find(clientId)) as unknown as { backchannelLogoutUri?: string; backchannelLogout(sub: string, sid: string): Promise<void> } | undefined;
   if (!client?.backchannelLogoutUri) return;

@@ -45,6 +45,8 @@ export interface RateLimitDeps {
   logger: Logger;
   /** Namespace of the stored keys; tests use their own so runs never share counters. */
   keyPrefix?: string;
+  /** Told about every refused attempt (metrics). */
+  onLimited?: (rule: RateLimitRuleName) => void;
 }
 
 const DEFAULT_KEY_PREFIX = 'gatehouse:rl';
@@ -200,6 +202,11 @@ export function createRateLimits(deps: RateLimitDeps): RateLimits {
     sweepExpiredRateLimits(knex).catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'rate limit sweep failed'));
   };
 
+  const refused = (name: RateLimitRuleName, res: RateLimiterRes): ConsumeResult => {
+    deps.onLimited?.(name);
+    return { ok: false, retryAfterSeconds: secondsFrom(res.msBeforeNext) };
+  };
+
   const consume = async (name: RateLimitRuleName, key: string, points = 1): Promise<ConsumeResult> => {
     if (!settings.enabled) return { ok: true, remaining: limiter(name).rule.points };
     const { store, fallback } = limiter(name);
@@ -209,14 +216,14 @@ export function createRateLimits(deps: RateLimitDeps): RateLimits {
       const res = await store.consume(digest, points);
       return { ok: true, remaining: res.remainingPoints };
     } catch (err) {
-      if (err instanceof RateLimiterRes) return { ok: false, retryAfterSeconds: secondsFrom(err.msBeforeNext) };
+      if (err instanceof RateLimiterRes) return refused(name, err);
       storeFailed(name, 'consume', err);
     }
     try {
       const res = await fallback.consume(digest, points);
       return { ok: true, remaining: res.remainingPoints };
     } catch (err) {
-      if (err instanceof RateLimiterRes) return { ok: false, retryAfterSeconds: secondsFrom(err.msBeforeNext) };
+      if (err instanceof RateLimiterRes) return refused(name, err);
       throw err;
     }
   };
