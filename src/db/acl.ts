@@ -65,3 +65,13 @@ export async function findMatchingAclEntries(db: Db, resourceId: string, subject
     .whereIn('subject', subjects)
     .orderBy([{ column: 'created_at' }, { column: 'id' }]);
 }
+
+/** Removes every entry naming `subject` (a removed user, client or role). */
+export async function deleteAclEntriesOfSubject(db: Db, subject: string): Promise<void> {
+  await db('acl_entries').where({ subject }).delete();
+}
+
+/** A renamed role keeps its grants. */
+export async function renameAclSubject(db: Db, from: string, to: string): Promise<void> {
+  await db('acl_entries').where({ subject: from }).update({ subject: to });
+}

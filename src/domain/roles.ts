@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import { findClientRow } from '../db/clients.ts';
 import { findAccountRow } from '../db/accounts.ts';
 import { findPermissionRow, findResourceServerRow } from '../db/resource-servers.ts';
+import { deleteAclEntriesOfSubject, renameAclSubject } from '../db/acl.ts';
 import {
   deleteAssignment,
   deleteDefaultRule,
@@ -172,6 +173,8 @@ export async function updateRole(services: KnexServices, name: string, input: { 
     if (row.built_in && newName !== undefined && newName !== row.name) throw new AppError('built_in', `the built-in role "${row.name}" cannot be renamed`, 409);
     if (newName !== undefined && newName !== row.name && (await findRoleRow(trx, newName))) throw new AppError('role_exists', `a role named "${newName}" already exists`, 409);
     await updateRoleRow(trx, row.id, { name: newName, description });
+    // ACL entries name roles by name: a renamed role keeps its per-object grants.
+    if (newName !== undefined && newName !== row.name) await renameAclSubject(trx, `role:${row.name}`, `role:${newName}`);
     await recordAudit(trx, { type: 'role.updated', outcome: 'success', ...auditContext(meta, { role: row.name, ...(newName && newName !== row.name ? { renamed_to: newName } : {}) }) });
   });
   return getRole(services, newName ?? name);
@@ -182,6 +185,7 @@ export async function deleteRole(services: KnexServices, name: string, meta?: Au
     const row = await requireRole(trx, name);
     if (row.built_in) throw new AppError('built_in', `the built-in role "${row.name}" cannot be deleted`, 409);
     await deleteRoleRow(trx, row.id);
+    await deleteAclEntriesOfSubject(trx, `role:${row.name}`);
     await recordAudit(trx, { type: 'role.deleted', outcome: 'success', ...auditContext(meta, { role: row.name }) });
   });
 }
@@ -287,9 +291,10 @@ export async function subjectPermissionNames(db: Db, subject: Subject, resourceI
   return listEffectivePermissionNames(db, subject.type, subject.id, resourceId);
 }
 
-/** Drops a removed account's or client's assignments (they have no foreign key). */
+/** Drops a removed account's or client's role assignments and ACL grants (no foreign keys). */
 export async function forgetSubject(db: Db, subject: Subject): Promise<void> {
   await deleteSubjectAssignments(db, subject.type, subject.id);
+  await deleteAclEntriesOfSubject(db, `${subject.type}:${subject.id}`);
 }
 
 /** Creates a built-in role holding the given permissions of one API, adding any it lacks. */
