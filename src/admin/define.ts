@@ -88,7 +88,9 @@ export function defineRoute<P extends z.ZodType = Empty, Q extends z.ZodType = E
     scope: spec.scope,
     params: spec.params,
     query: spec.query,
-    body: spec.body,
+    // Unknown body fields are refused rather than ignored, so a misspelt field in a PATCH is an
+    // error and not a silent no-op; the document says so too (additionalProperties: false).
+    body: spec.body instanceof z.ZodObject ? spec.body.strict() : spec.body,
     status: spec.status,
     responseDescription: spec.responseDescription,
     response: spec.response,

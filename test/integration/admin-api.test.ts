@@ -269,6 +269,9 @@ describe.skipIf(!TEST_DATABASE_URL)('admin API', () => {
         expect.objectContaining({ in: 'body', field: 'email' }),
         expect.objectContaining({ in: 'body', field: 'email_verified' }),
       ]));
+      expect(problem(await call('PATCH', `/users/${crypto.randomUUID()}`, { body: { emailVerified: true } }), 400, 'invalid_request').issues).toEqual([
+        expect.objectContaining({ in: 'body', message: expect.stringContaining('emailVerified') }),
+      ]);
       problem(await call('GET', '/users/not-a-uuid'), 400, 'invalid_request');
       problem(await call('GET', '/users?limit=1000'), 400, 'invalid_request');
       problem(await call('GET', '/users?cursor=garbage'), 400, 'invalid_request');
