@@ -7,6 +7,7 @@ import { deleteClientRow, findClientRow, insertClient, listClientRows, updateCli
 import { AppError } from '../errors.ts';
 import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
+import { forgetSubject } from './roles.ts';
 
 export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
@@ -390,6 +391,8 @@ export async function rotateClientSecret(services: ClientServices, clientId: str
 export async function deleteClient(services: Pick<Services, 'knex'>, clientId: string, meta?: AuditMeta): Promise<void> {
   const deleted = await services.knex.transaction(async (trx) => {
     if (!(await deleteClientRow(trx, clientId))) return false;
+    // Role assignments and ACL grants name clients without a foreign key.
+    await forgetSubject(trx, { type: 'client', id: clientId });
     await recordAudit(trx, { type: 'client.deleted', outcome: 'success', ...auditContext(meta), clientId });
     return true;
   });
