@@ -41,6 +41,24 @@ export async function listRefreshTokenRecords(db: Db, accountId: string): Promis
     .orderBy('created_at');
 }
 
+export interface LinkedIdentityRecord {
+  provider: string;
+  subject: string;
+  email: string | null;
+  email_verified: boolean;
+  display_name: string | null;
+  created_at: Date;
+  last_used_at: Date | null;
+}
+
+/** Accounts at upstream identity providers linked for signing in. */
+export async function listLinkedIdentities(db: Db, accountId: string): Promise<LinkedIdentityRecord[]> {
+  return db('federated_identities')
+    .where({ account_id: accountId })
+    .select<LinkedIdentityRecord[]>('provider', 'subject', 'email', 'email_verified', 'display_name', 'created_at', 'last_used_at')
+    .orderBy('created_at');
+}
+
 export interface OneTimeLinkRecord {
   purpose: string;
   created_at: Date;
@@ -112,6 +130,7 @@ export async function deletePersonalRows(trx: Knex.Transaction, account: { id: s
   await trx('recovery_codes').where({ account_id: id }).delete();
   await trx('mfa_factors').where({ account_id: id }).delete();
   await trx('one_time_tokens').where({ account_id: id }).delete();
+  await trx('federated_identities').where({ account_id: id }).delete();
   await trx('api_keys').where({ owner_account_id: id }).delete();
   await trx('role_assignments').where({ subject_type: 'user', subject_id: id }).delete();
   await trx('acl_entries').where({ subject: `user:${id}` }).delete();

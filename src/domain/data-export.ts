@@ -11,6 +11,7 @@ import {
   listAccountAuditEvents,
   listAllRememberedDevices,
   listAllSessions,
+  listLinkedIdentities,
   listMessages,
   listOneTimeLinks,
   listRefreshTokenRecords,
@@ -40,6 +41,7 @@ export interface AccountExport {
   sessions: { [key: string]: Json }[];
   connected_apps: { [key: string]: Json }[];
   remembered_devices: { [key: string]: Json }[];
+  linked_identities: { [key: string]: Json }[];
   refresh_tokens: { [key: string]: Json }[];
   one_time_links: { [key: string]: Json }[];
   messages: { [key: string]: Json }[];
@@ -139,6 +141,15 @@ async function buildAccountExport(services: ExportServices, accountId: string): 
       created_at: iso(d.created_at),
       last_used_at: iso(d.last_used_at),
       expires_at: iso(d.expires_at),
+    })),
+    linked_identities: (await listLinkedIdentities(knex, accountId)).map((l) => ({
+      provider: l.provider,
+      subject: l.subject,
+      email: l.email,
+      email_verified: l.email_verified,
+      display_name: l.display_name,
+      linked_at: iso(l.created_at),
+      last_used_at: iso(l.last_used_at),
     })),
     refresh_tokens: (await listRefreshTokenRecords(knex, accountId)).map((t) => ({
       client_id: t.client_id,

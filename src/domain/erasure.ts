@@ -21,6 +21,7 @@ import {
   deletePersonalRows,
   listAllRememberedDevices,
   listAllSessions,
+  listLinkedIdentities,
   pseudonymizeAuditEvent,
 } from '../db/personal-data.ts';
 import { endAccountProtocolState } from '../oidc/grants.ts';
@@ -66,6 +67,10 @@ interface Person {
   email: string;
   name: string | null;
   phone: string | null;
+  /** Addresses of linked upstream accounts, which may differ from the account's own. */
+  otherEmails: string[];
+  /** Upstream subjects and display names: personal only as whole values. */
+  otherIdentifiers: string[];
 }
 
 /** Addresses and user agents the person was seen with, to find them inside audit details. */
@@ -94,11 +99,11 @@ class Scrubber {
     this.#person = person;
     this.#pseudonym = pseudonym;
     this.#traces = traces;
-    this.#embedded = [person.email, person.phone].filter((v): v is string => Boolean(v)).map((v) => new RegExp(escapeRegExp(v), 'gi'));
+    this.#embedded = [person.email, person.phone, ...person.otherEmails].filter((v): v is string => Boolean(v)).map((v) => new RegExp(escapeRegExp(v), 'gi'));
   }
 
   #string(value: string): string {
-    if (this.#traces.has(value) || (this.#person.name && value === this.#person.name)) return ERASED;
+    if (this.#traces.has(value) || value === this.#person.name || this.#person.otherIdentifiers.includes(value)) return ERASED;
     let out = value.split(this.#person.id).join(this.#pseudonym);
     for (const pattern of this.#embedded) out = out.replace(pattern, ERASED);
     return out;
@@ -128,7 +133,7 @@ function actedAs(details: Record<string, unknown>, accountId: string): boolean {
  * person (an administrator assigning them a role) keep their own data.
  */
 async function pseudonymizeAuditTrail(trx: Knex.Transaction, person: Person, pseudonym: string): Promise<void> {
-  const events = await auditEventsNaming(trx, person.id, [person.id, person.email, ...(person.phone ? [person.phone] : [])]);
+  const events = await auditEventsNaming(trx, person.id, [person.id, person.email, ...(person.phone ? [person.phone] : []), ...person.otherEmails]);
   const scrubber = new Scrubber(person, pseudonym, await tracesOf(trx, person.id, events));
   for (const event of events) {
     const own = event.account_id === person.id || actedAs(event.details, person.id);
@@ -155,7 +160,15 @@ export async function eraseAccount(services: Services, accountId: string, meta: 
   const account = await findAccountRow(services.knex, accountId);
   if (!account) throw new AppError('account_not_found', 'no account has this id', 404);
   // Read before the status change below replaces them in the row.
-  const person: Person = { id: account.id, email: account.email, name: account.name, phone: account.phone_number };
+  const linked = await listLinkedIdentities(services.knex, accountId);
+  const person: Person = {
+    id: account.id,
+    email: account.email,
+    name: account.name,
+    phone: account.phone_number,
+    otherEmails: linked.flatMap((l) => (l.email && l.email.toLowerCase() !== account.email.toLowerCase() ? [l.email] : [])),
+    otherIdentifiers: linked.flatMap((l) => [l.subject, ...(l.display_name ? [l.display_name] : [])]),
+  };
   if (account.status !== 'deleted') await changeAccountStatusById(services, accountId, 'delete', meta);
 
   const signedIn = await endAccountProtocolState(services, accountId);
