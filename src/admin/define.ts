@@ -47,6 +47,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   responseDescription: string;
   /** The success body; absent for 202/204 answers without one. */
   response?: R;
+  /** Media type of the success body (default application/json); others are sent as text. */
+  mediaType?: string;
   /** Error statuses beyond 400, 401 and 403 that this operation answers with (404, 409 ...). */
   errors?: number[];
   handler(input: HandlerInput<z.output<P>, z.output<Q>, z.output<B>>): Promise<z.input<R>>;
@@ -67,6 +69,7 @@ export interface AdminRoute {
   status: SuccessStatus;
   responseDescription: string;
   response: z.ZodType | undefined;
+  mediaType: string;
   errors: number[];
   handler(input: HandlerInput<unknown, unknown, unknown>): Promise<unknown>;
 }
@@ -94,6 +97,7 @@ export function defineRoute<P extends z.ZodType = Empty, Q extends z.ZodType = E
     status: spec.status,
     responseDescription: spec.responseDescription,
     response: spec.response,
+    mediaType: spec.mediaType ?? 'application/json',
     errors: spec.errors ?? [],
     // The router parses params, query and body with the schemas above before calling, so the
     // values have the declared output types; only the compiler no longer knows which.

@@ -24,7 +24,7 @@ function operation(route: AdminRoute): ZodOpenApiOperationObject {
   const responses: ZodOpenApiResponsesObject = {
     [`${route.status}`]: {
       description: route.responseDescription,
-      ...(route.response ? { content: { 'application/json': { schema: route.response } } } : {}),
+      ...(route.response ? { content: { [route.mediaType]: { schema: route.response } } } : {}),
     },
   };
   for (const status of errors) {

@@ -87,7 +87,10 @@ export function buildAdminRouter(deps: AdminDeps, routes: readonly AdminRoute[] 
       }
       const result = await route.handler({ params: params.data, query: query.data, body: body.data, admin, deps, ctx });
       ctx.status = route.status;
-      if (route.response) ctx.body = route.response.parse(result);
+      if (route.response) {
+        ctx.body = route.response.parse(result);
+        if (route.mediaType !== 'application/json') ctx.type = route.mediaType;
+      }
     });
   }
   return router;

@@ -480,11 +480,11 @@ describe('account lifecycle', () => {
       expect(info.name).toBe('Ivy Invitee');
     });
 
-    it('delete: the account can no longer sign in', async () => {
+    it('delete: the account is erased and can no longer sign in', async () => {
       const user = await createUser(flow.server.env, { email: address('leaving'), password: 'marble lantern 47 sleepy bees', verified: true });
       expectSignedIn(await freshSignIn(flow.appConfig, flow.app.name, user));
-      const deleted = await gatehouse<{ account: { status: string } }>(flow.server.env, ['user', 'delete', user.email]);
-      expect(deleted.account.status).toBe('deleted');
+      const deleted = await gatehouse<{ erased: boolean; pseudonym: string }>(flow.server.env, ['user', 'delete', user.email]);
+      expect(deleted).toMatchObject({ erased: true, pseudonym: expect.any(String) });
       const refused = expectRefused(await freshSignIn(flow.appConfig, flow.app.name, user));
       expect(refused.status).toBe(401);
       expect(refused.alert).toBe(BAD_CREDENTIALS);

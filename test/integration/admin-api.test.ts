@@ -65,7 +65,7 @@ describe.skipIf(!TEST_DATABASE_URL)('admin API', () => {
     const res = await fetch(`${base}${path}`, { method, headers, body });
     const text = await res.text();
     let parsed: unknown = text;
-    if (text && /json/.test(res.headers.get('content-type') ?? '')) parsed = JSON.parse(text);
+    if (text && /^application\/(problem\+)?json/.test(res.headers.get('content-type') ?? '')) parsed = JSON.parse(text);
     return { status: res.status, body: parsed as T, headers: res.headers };
   }
 
@@ -324,7 +324,18 @@ describe.skipIf(!TEST_DATABASE_URL)('admin API', () => {
       expect(factors.body).toEqual({ items: [], recovery_codes_left: 0 });
       problem(await call('DELETE', `/users/${ids[2]}/factors/${crypto.randomUUID()}`), 404, 'factor_not_found');
 
-      expect((await call('DELETE', `/users/${ids[2]}`)).status).toBe(204);
+      const exported = await call<Json>('GET', `/users/${ids[2]}/export`);
+      expect(exported.status).toBe(200);
+      expect(JSON.stringify(exported.body)).toContain(`pager-${tag}`);
+      expect(JSON.stringify(exported.body)).not.toMatch(/argon2|password_hash/);
+      expect((await auditEvents({ account_id: ids[2]!, type: 'account.exported' }))[0]).toMatchObject({ details: { actor: { type: 'client', id: adminClient.clientId } } });
+
+      const erased = await call<{ erased: boolean; pseudonym: string }>('DELETE', `/users/${ids[2]}`);
+      expect(erased.status, JSON.stringify(erased.body)).toBe(200);
+      expect(erased.body).toMatchObject({ erased: true, pseudonym: expect.any(String) });
+      // The audit trail keeps the events under the pseudonym, none under the erased account's id.
+      expect(await auditEvents({ account_id: ids[2]! })).toEqual([]);
+      expect((await auditEvents({ account_id: erased.body.pseudonym })).map((e) => e.type)).toContain('password_reset.requested');
       problem(await call('GET', `/users/${ids[2]}`), 404, 'account_not_found');
       problem(await call('DELETE', `/users/${ids[2]}`), 404, 'account_not_found');
     });
@@ -568,6 +579,14 @@ describe.skipIf(!TEST_DATABASE_URL)('admin API', () => {
       expect((await auditEvents({ account_id: id, from: started, to: new Date(Date.now() + 1000).toISOString() })).length).toBe(3);
       expect(await auditEvents({ account_id: id, outcome: 'failure' })).toEqual([]);
       problem(await call('GET', '/audit-events?from=yesterday'), 400, 'invalid_request');
+
+      const exported = await call<string>('GET', `/audit-events/export?${new URLSearchParams({ account_id: id, type: 'user.' })}`);
+      expect(exported.status).toBe(200);
+      expect(exported.headers.get('content-type')).toMatch(/^application\/x-ndjson/);
+      const lines = exported.body.trimEnd().split('\n').map((line) => JSON.parse(line) as Json);
+      expect(lines.map((e) => e.type)).toEqual(['user.blocked', 'user.updated', 'user.created']);
+      expect(exported.headers.get('link')).toBeNull();
+      expect((await call('GET', `/audit-events/export?account_id=${id}`, { token: null })).status).toBe(401);
     });
   });
 

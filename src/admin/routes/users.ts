@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { changeAccountStatusById } from '../../domain/account-status.ts';
 import { inviteUser } from '../../domain/invitations.ts';
+import { eraseAccount } from '../../domain/erasure.ts';
+import { exportAccountData } from '../../domain/data-export.ts';
 import { mfaSummary, removeFactor } from '../../domain/mfa.ts';
 import { requestPasswordReset } from '../../domain/password-reset.ts';
 import { assignRole, listSubjectRoles, unassignRole } from '../../domain/roles.ts';
@@ -157,17 +159,34 @@ export const userRoutes: AdminRoute[] = [
     method: 'delete',
     path: '/users/{id}',
     operationId: 'deleteUser',
-    summary: 'Delete a user',
-    description: 'Ends every session and token of the account and removes what identifies the person; the account row stays for the audit trail.',
+    summary: 'Erase a user',
+    description: 'GDPR/CCPA erasure: ends every session, grant and token of the account (apps get back-channel logouts), deletes the account and everything stored about the person, and pseudonymizes the audit rows (they keep a random id instead of the account id, without IP addresses or user agents). The email address can sign up again afterwards.',
     tag: TAG,
     scope: 'admin:users:write',
     params: userPath,
-    status: 204,
-    responseDescription: 'The user is deleted',
+    status: 200,
+    responseDescription: 'The user is erased; the pseudonym the audit rows now carry',
+    response: z.object({ erased: z.literal(true), pseudonym: z.uuid().meta({ description: 'The account id in the audit trail from now on' }) }),
     errors: [404],
     async handler({ params, admin, deps }) {
-      await changeAccountStatusById(deps.services, params.id, 'delete', admin.auditMeta);
+      const { pseudonym } = await eraseAccount(deps.services, params.id, admin.auditMeta, deps.host.provider);
+      return { erased: true as const, pseudonym };
     },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/users/{id}/export',
+    operationId: 'exportUser',
+    summary: 'Export everything stored about a user',
+    description: 'The same JSON document the person downloads from /account: profile, factors (metadata, never secrets), sessions, connected apps, remembered devices, linked identities, roles, API keys and audit events. Recorded as an audit event.',
+    tag: TAG,
+    scope: 'admin:users:read',
+    params: userPath,
+    status: 200,
+    responseDescription: 'The export document',
+    response: z.record(z.string(), z.unknown()).meta({ description: 'See docs/privacy.md for the format' }),
+    errors: [404],
+    handler: async ({ params, admin, deps }) => (await exportAccountData(deps.services, params.id, admin.auditMeta)) as unknown as Record<string, unknown>,
   }),
   defineRoute({
     method: 'post',

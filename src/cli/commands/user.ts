@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { createUser, listUsers, setPassword } from '../../domain/users.ts';
 import { changeAccountStatus, type StatusAction } from '../../domain/account-status.ts';
 import { inviteUser } from '../../domain/invitations.ts';
+import { eraseAccount } from '../../domain/erasure.ts';
+import { findAccountByEmail } from '../../domain/users.ts';
+import { AppError } from '../../errors.ts';
 import { CLI_AUDIT, type CliContext } from '../context.ts';
 
 export function registerUser(program: Command, ctx: CliContext): void {
@@ -48,7 +51,6 @@ export function registerUser(program: Command, ctx: CliContext): void {
     ['reactivate', 'make a suspended, blocked or locked account active again'],
     ['block', 'block an account (like suspend, for abuse): it cannot sign in and its tokens stop working'],
     ['unlock', 'end a temporary lockout after failed sign-ins'],
-    ['delete', 'delete an account: personal data is removed, the audit trail stays'],
   ];
   for (const [action, description] of states) {
     user
@@ -56,4 +58,15 @@ export function registerUser(program: Command, ctx: CliContext): void {
       .description(description)
       .action((email: string) => ctx.run(async (services) => ({ account: await changeAccountStatus(services, email, action, CLI_AUDIT) })));
   }
+
+  user
+    .command('delete <email>')
+    .description('erase an account: sessions and tokens end, personal data is deleted, audit rows are pseudonymized; the email can sign up again')
+    .action((email: string) =>
+      ctx.run(async (services) => {
+        const account = await findAccountByEmail(services.knex, email);
+        if (!account) throw new AppError('account_not_found', 'no account has this email', 404);
+        return { erased: true, ...(await eraseAccount(services, account.id, CLI_AUDIT)) };
+      }),
+    );
 }
