@@ -10,6 +10,8 @@ import * as sessionLocation from './20261121000006_session_location.ts';
 import * as authorization from './20261121000007_authorization.ts';
 import * as auditAppendOnly from './20261121000008_audit_append_only.ts';
 import * as privacy from './20261121000009_privacy.ts';
+import * as federation from './20261121000010_federation.ts';
+import * as guestAccounts from './20261121000011_guest_accounts.ts';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -26,4 +28,6 @@ export const migrations: [name: string, migration: Migration][] = [
   ['20261121000007_authorization', authorization],
   ['20261121000008_audit_append_only', auditAppendOnly],
   ['20261121000009_privacy', privacy],
+  ['20261121000010_federation', federation],
+  ['20261121000011_guest_accounts', guestAccounts],
 ];

@@ -20,6 +20,7 @@ import { apiKeyIntrospection } from './oidc/api-key-introspection.ts';
 import { ProviderHost } from './oidc/provider-host.ts';
 import { interactionRouter, linksRouter } from './interactions/router.ts';
 import { accountRouter } from './account/router.ts';
+import { federationCallbackRouter } from './federation/callback.ts';
 import { metricsEndpoint } from './metrics.ts';
 import { adminApi } from './admin/router.ts';
 import { authzRouter } from './api/authz-router.ts';
@@ -138,6 +139,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   app.use(tokenEndpointRateLimit(services.rateLimits));
   app.use(refreshTokenLifecycle(services, host));
   app.use(apiKeyIntrospection(services, host));
+  app.use(federationCallbackRouter(services).routes());
   app.use(host.middleware);
   app.use(() => {
     throw new AppError('not_found', 'There is no page at this address.', 404);

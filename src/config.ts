@@ -1,6 +1,7 @@
 // Every setting Gatehouse reads, in one zod schema. Nothing else in the code reads process.env.
 import path from 'node:path';
 import { z } from 'zod';
+import { parseFederation, type FederationConfig } from './federation/settings.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -107,6 +108,7 @@ const schema = z.object({
   RATE_LIMIT_VERIFY_IP: rateLimit('30/3600'),
   RATE_LIMIT_OTP_ACCOUNT: rateLimit('10/900'),
   RATE_LIMIT_TOKEN_CLIENT: rateLimit('1200/60'),
+  RATE_LIMIT_GUEST_IP: rateLimit('10/3600'),
   CAPTCHA_PROVIDER: z.enum(['turnstile', 'hcaptcha', 'recaptcha']).optional(),
   CAPTCHA_SITE_KEY: z.string().optional(),
   CAPTCHA_SECRET: z.string().optional(),
@@ -122,6 +124,7 @@ const schema = z.object({
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
   API_KEY_ROTATION_OVERLAP: z.coerce.number().int().min(0).default(24 * 3600),
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).default(365),
+  GUEST_ACCOUNT_TTL_DAYS: z.coerce.number().int().min(0).default(30),
   METRICS_ENABLED: bool.optional(),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters; e.g. $(openssl rand -base64 32)').optional(),
 });
@@ -196,6 +199,7 @@ export interface Config {
     verifyIp: RateLimitRule;
     otpAccount: RateLimitRule;
     tokenClient: RateLimitRule;
+    guestIp: RateLimitRule;
   };
   mfa: { policy: 'off' | 'optional' | 'required'; rememberDeviceDays: number };
   magicLink: { enabled: boolean; ttl: number; sameBrowser: boolean };
@@ -204,8 +208,12 @@ export interface Config {
   apiKeyRotationOverlap: number;
   /** Days audit events are kept before the sweep deletes them (0: forever). */
   auditRetentionDays: number;
+  /** Days a guest account that was never saved lives after its last activity (0: forever). */
+  guestAccountTtlDays: number;
   /** /metrics: served when enabled; with a token, only to `Authorization: Bearer <token>`. */
   metrics: { enabled: boolean; token: string | undefined };
+  /** Upstream identity providers (FEDERATION_CONFIG file and <VENDOR>_CLIENT_ID shortcuts). */
+  federation: FederationConfig;
 }
 
 export interface RateLimitRule {
@@ -253,6 +261,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (captchaParts > 0 && captchaParts < 3) problems.push('CAPTCHA_PROVIDER, CAPTCHA_SITE_KEY and CAPTCHA_SECRET must be set together');
   if (e.NODE_ENV === 'production' && e.BACKCHANNEL_LOGOUT_ALLOW_PRIVATE) problems.push('BACKCHANNEL_LOGOUT_ALLOW_PRIVATE: must not be set in production (it lets clients make the server call internal addresses)');
   if (e.LOCKOUT_MAX_SECONDS < e.LOCKOUT_BASE_SECONDS) problems.push('LOCKOUT_MAX_SECONDS must be at least LOCKOUT_BASE_SECONDS');
+  const federation = parseFederation(cleaned);
+  problems.push(...federation.problems);
   if (problems.length) throw new ConfigError(problems);
   return {
     env: e.NODE_ENV,
@@ -324,6 +334,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       verifyIp: e.RATE_LIMIT_VERIFY_IP,
       otpAccount: e.RATE_LIMIT_OTP_ACCOUNT,
       tokenClient: e.RATE_LIMIT_TOKEN_CLIENT,
+      guestIp: e.RATE_LIMIT_GUEST_IP,
     },
     mfa: { policy: e.MFA_POLICY, rememberDeviceDays: e.REMEMBER_DEVICE_DAYS },
     magicLink: { enabled: e.MAGIC_LINK_ENABLED, ttl: e.MAGIC_LINK_TTL, sameBrowser: e.MAGIC_LINK_SAME_BROWSER },
@@ -332,7 +343,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : undefined,
     apiKeyRotationOverlap: e.API_KEY_ROTATION_OVERLAP,
     auditRetentionDays: e.AUDIT_RETENTION_DAYS,
+    guestAccountTtlDays: e.GUEST_ACCOUNT_TTL_DAYS,
     // A token only makes sense for an endpoint that exists: setting one switches /metrics on.
     metrics: { enabled: e.METRICS_ENABLED ?? e.METRICS_TOKEN !== undefined, token: e.METRICS_TOKEN },
+    federation: federation.config,
   };
 }

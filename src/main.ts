@@ -9,6 +9,7 @@ import { ensureSigningKeys } from './oidc/keys.ts';
 import { sweepExpiredPayloads } from './oidc/adapters/sql.ts';
 import { deleteExpiredTokens } from './db/one-time-tokens.ts';
 import { sweepAuditRetention } from './domain/audit-retention.ts';
+import { sweepExpiredGuests } from './domain/guest-accounts.ts';
 import { startControlServer } from './cli/control.ts';
 import { HASHING_SLOTS } from './domain/passwords.ts';
 
@@ -71,13 +72,18 @@ async function main(): Promise<void> {
   logger.info({ issuer: config.issuer, port: config.port }, 'listening');
   process.stdout.write(banner(config, createdKeys.length > 0));
 
-  // Expired one-time links, audit events past AUDIT_RETENTION_DAYS, and (without Redis) expired
-  // protocol rows are swept periodically.
+  // Expired one-time links, audit events past AUDIT_RETENTION_DAYS, guest accounts unused for
+  // GUEST_ACCOUNT_TTL_DAYS and (without Redis) expired protocol rows are swept periodically;
+  // guests also at start, so a restarted instance does not wait a full interval.
+  const sweepGuests = () => sweepExpiredGuests(services, config.guestAccountTtlDays).then((deleted) => {
+    if (deleted > 0) logger.info({ deleted }, 'unused guest accounts deleted');
+  });
+  sweepGuests().catch((err: unknown) => logger.warn({ err }, 'sweeping guest accounts failed'));
   const sweeper = setInterval(() => {
     const auditSweep = sweepAuditRetention(services.knex, config.auditRetentionDays).then((deleted) => {
       if (deleted > 0) logger.info({ deleted }, 'audit events past their retention deleted');
     });
-    const sweeps = [deleteExpiredTokens(services.knex), auditSweep, ...(services.redis ? [] : [sweepExpiredPayloads(services.knex)])];
+    const sweeps = [deleteExpiredTokens(services.knex), auditSweep, sweepGuests(), ...(services.redis ? [] : [sweepExpiredPayloads(services.knex)])];
     Promise.all(sweeps).catch((err: unknown) => logger.warn({ err }, 'sweeping expired rows failed'));
   }, 10 * 60 * 1000);
   sweeper.unref();

@@ -21,6 +21,8 @@ import { revokeSessions } from '../oidc/sessions.ts';
 import { registerPasskeyAccountRoutes } from './passkeys.ts';
 import { registerActivityRoutes } from './activity.ts';
 import { registerPrivacyAccountRoutes } from './privacy.ts';
+import { registerFederationAccountRoutes } from './federation.ts';
+import { registerGuestUpgradeRoutes } from './guest-upgrade.ts';
 import { ACCOUNT_CLIENT_ID, currentAccount, finishAccountLogin, startAccountLogin, takeAccountReturnPath, type SignedIn } from './session.ts';
 
 const NOTICES: Record<string, string> = {
@@ -47,6 +49,8 @@ interface PageState {
 export function accountRouter(services: Services, host: ProviderHost): Router {
   const router = new Router({ prefix: '/account' });
   const body = bodyParser({ enableTypes: ['form'], formLimit: '32kb' });
+  // First: it includes the guard that keeps guests to what needs no address (guest-upgrade.ts).
+  registerGuestUpgradeRoutes(router, services, host, body);
 
   const render = async (ctx: Context, signedIn: SignedIn, state: PageState = {}) => {
     ctx.set('cache-control', 'no-store');
@@ -237,6 +241,7 @@ export function accountRouter(services: Services, host: ProviderHost): Router {
   registerPasskeyAccountRoutes(router, services, host, body);
   registerPrivacyAccountRoutes(router, services, host, body);
   registerActivityRoutes(router, services, host);
+  registerFederationAccountRoutes(router, services, host, body);
 
   return router;
 }

@@ -16,6 +16,9 @@ export interface AccountRow {
   locked_until: Date | null;
   last_login_at: Date | null;
   tokens_valid_after: Date | null;
+  /** A guest (anonymous) account: its email is a placeholder (domain/guest-accounts.ts). */
+  is_guest: boolean;
+  guest_upgraded_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -40,7 +43,8 @@ export async function insertAccount(
 }
 
 export async function findAccountRowByEmail(db: Db, email: string): Promise<AccountRow | undefined> {
-  return db('accounts').whereRaw('lower(email) = lower(?)', [email]).first<AccountRow | undefined>();
+  // A guest's placeholder address names no one: sign-in, signup, recovery and links never find it.
+  return db('accounts').whereRaw('lower(email) = lower(?)', [email]).andWhere('is_guest', false).first<AccountRow | undefined>();
 }
 
 export async function findAccountRow(db: Db, id: string): Promise<AccountRow | undefined> {

@@ -41,6 +41,8 @@ export type ClientMetadata = {
   backchannel_logout_session_required?: boolean;
   /** Seconds a just-rotated refresh token may be presented again to get the same successor. */
   refresh_token_grace_seconds?: number;
+  /** The login page offers "Continue as guest" (an anonymous account); see guest-accounts.ts. */
+  allow_guest?: boolean;
 };
 
 export type ProviderClientMetadata = ClientMetadata & {
@@ -68,6 +70,7 @@ export interface CreateClientInput {
   dpop?: boolean;
   backchannelLogoutUri?: string;
   refreshGraceSeconds?: number;
+  allowGuest?: boolean;
 }
 
 type ClientServices = Pick<Services, 'knex' | 'secrets'>;
@@ -109,6 +112,7 @@ const inputSchema = z.object({
     .min(0, 'the refresh grace window cannot be negative')
     .max(MAX_REFRESH_GRACE_SECONDS, `the refresh grace window is at most ${MAX_REFRESH_GRACE_SECONDS} seconds`)
     .default(0),
+  allowGuest: z.boolean({ error: 'allow guest must be true or false' }).default(false),
 });
 
 function invalidMetadata(message: string): AppError {
@@ -241,6 +245,7 @@ function buildMetadata(input: CreateClientInput): { clientId: string; secret: st
       ? { backchannel_logout_uri: checkBackchannelLogoutUri(data.backchannelLogoutUri), backchannel_logout_session_required: true }
       : {}),
     ...(data.refreshGraceSeconds > 0 ? { refresh_token_grace_seconds: data.refreshGraceSeconds } : {}),
+    ...(data.allowGuest ? { allow_guest: true } : {}),
   };
   return {
     clientId: data.clientId ?? crypto.randomBytes(16).toString('base64url'),
@@ -276,6 +281,7 @@ const METADATA_ORDER = [
   'client_name', 'redirect_uris', 'post_logout_redirect_uris', 'grant_types', 'response_types',
   'token_endpoint_auth_method', 'application_type', 'scope', 'jwks_uri', 'id_token_signed_response_alg',
   'dpop_bound_access_tokens', 'backchannel_logout_uri', 'backchannel_logout_session_required', 'refresh_token_grace_seconds',
+  'allow_guest',
 ];
 
 // jsonb keeps keys in its own order; put them back in ours so output reads the same every time.
@@ -333,6 +339,7 @@ function storedInput(row: ClientRow): CreateClientInput {
     dpop: m.dpop_bound_access_tokens === true,
     backchannelLogoutUri: m.backchannel_logout_uri,
     refreshGraceSeconds: m.refresh_token_grace_seconds,
+    allowGuest: m.allow_guest === true,
   };
 }
 

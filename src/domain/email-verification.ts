@@ -31,7 +31,8 @@ export async function resendVerification(services: LifecycleServices, rawEmail: 
   const { config } = services;
   const sent = await services.knex.transaction(async (trx) => {
     const account = await findAccountRowByEmail(trx, email);
-    if (!account || account.email_verified || account.status !== 'pending') return false;
+    // Pending signups, and saved guest accounts whose new address is still unverified.
+    if (!account || account.email_verified || (account.status !== 'pending' && account.guest_upgraded_at === null)) return false;
     const recent = await recentTokens(trx, account.id, 'verify_email', 24 * 3600);
     const cooling = recent.latestAt && Date.now() - recent.latestAt.getTime() < config.lifecycle.emailVerificationResendCooldown * 1000;
     if (cooling || recent.count >= RESENDS_PER_DAY) {

@@ -45,6 +45,8 @@ export interface Account {
   phoneNumberVerified: boolean;
   /** Sessions and tokens issued before this instant are no longer honoured. */
   tokensValidAfter: Date | null;
+  /** Present (true) only for a guest account, whose email is a placeholder (guest-accounts.ts). */
+  isGuest?: true;
 }
 
 /**
@@ -79,6 +81,7 @@ function toAccount(row: AccountRow): Account {
     phoneNumber: row.phone_number,
     phoneNumberVerified: row.phone_number_verified,
     tokensValidAfter: row.tokens_valid_after ? new Date(row.tokens_valid_after) : null,
+    ...(row.is_guest ? { isGuest: true as const } : {}),
   };
 }
 
@@ -273,7 +276,9 @@ export async function authenticateWithPassword(
     if (lock.lockedNow) services.notifier.kick();
     return { ok: false };
   }
-  if (row.status === 'pending' && !row.email_verified && config.requireVerifiedEmail) {
+  // A saved guest account is active (its session goes on), but its new address is as unproven as
+  // a fresh signup's, so signing in with the password waits for the same verification.
+  if ((row.status === 'pending' || row.guest_upgraded_at !== null) && !row.email_verified && config.requireVerifiedEmail) {
     await fail('email_not_verified', row.id);
     return { ok: false, unverifiedEmail: row.email };
   }

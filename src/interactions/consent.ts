@@ -32,7 +32,8 @@ export async function renderConsent(services: Services, host: ProviderHost, ctx:
   await ctx.render('consent', {
     uid: details.uid,
     clientName: await clientNameOf(host.provider, details),
-    accountEmail: account?.email ?? '',
+    // A guest's stored address is a placeholder; it is no one's to show.
+    accountEmail: account?.isGuest ? 'a guest' : (account?.email ?? ''),
     scopes: describeScopes(details),
     csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
   });

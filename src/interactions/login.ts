@@ -12,6 +12,7 @@ import { checkCaptcha, loginNeedsCaptcha, offerCaptcha, refuseWhileLimited } fro
 import { emailOrUndefined } from '../domain/emails.ts';
 import { AppError } from '../errors.ts';
 import { afterFirstFactor } from './mfa.ts';
+import { guestOption } from './guest.ts';
 
 const LoginForm = z.object({
   email: z.string().trim().max(320).default(''),
@@ -36,6 +37,7 @@ export async function renderLogin(services: Services, host: ProviderHost, ctx: C
     captcha: ctx.state.captcha,
     unverifiedEmail: form.unverifiedEmail,
     resendAction: `/interaction/${details.uid}/signup/resend`,
+    guest: await guestOption(services, host, details),
   });
 }
 

@@ -17,10 +17,14 @@ import { renderSignup, submitResend, submitSignup } from './signup.ts';
 import { renderForgot, showReset, submitForgot, submitReset } from './recovery.ts';
 import { showInvitation, showVerifyEmail, submitInvitation } from './verification.ts';
 import { registerPasskeyInteractionRoutes } from './passkeys.ts';
+import { registerFederationInteractionRoutes } from '../federation/interaction.ts';
+import { submitGuest } from './guest.ts';
 
 export function interactionRouter(services: Services, host: ProviderHost): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const body = bodyParser({ enableTypes: ['form'], formLimit: '32kb' });
+  // Before the login page's route: it offers the providers to that page ("Continue with ...").
+  registerFederationInteractionRoutes(router, services, host, body);
 
   router.get('/', async (ctx) => {
     const details = await loadInteraction(host.provider, ctx);
@@ -38,6 +42,7 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
   });
 
   router.post('/login', body, (ctx) => submitLogin(services, host, ctx));
+  router.post('/guest', body, (ctx) => submitGuest(services, host, ctx));
   router.post('/magic-link', body, (ctx) => submitMagicLinkRequest(services, host, ctx));
   router.get('/magic-link/open', (ctx) => openMagicLinkPage(services, host, ctx));
   router.post('/magic-link/continue', body, (ctx) => continueMagicLink(services, host, ctx));

@@ -258,6 +258,9 @@ export function createNotifier(deps: NotifierDeps): Notifier {
   return {
     async queueMail(db, message) {
       const to = checkEmailRecipient(message.to);
+      // .invalid never resolves (RFC 6761): it marks the placeholder addresses of guest and
+      // deleted accounts, which nobody may be mailed at.
+      if (to.toLowerCase().endsWith('.invalid')) return;
       const rendered = await renderMail(message.template, message.data, config);
       const payload: MailMessage = { to, ...rendered };
       await insertNotification(db, {

@@ -27,14 +27,16 @@ export async function findAccount(services: Services, ctx: KoaContextWithOIDC | 
   }
   return {
     accountId: account.id,
+    // Read by the guest check of the login prompt (oidc/guest.ts).
+    ...(account.isGuest ? { guest: true } : {}),
     async claims(_use, scope) {
       // Roles are looked up only when the `roles` scope was granted.
       const roles = scope.split(' ').includes('roles') ? await subjectRoleNames(services.knex, { type: 'user', id: account.id }) : undefined;
       return {
         ...(roles ? { roles } : {}),
         sub: account.id,
-        email: account.email,
-        email_verified: account.emailVerified,
+        // A guest's address is a placeholder that names no one: no email claims, and `guest`.
+        ...(account.isGuest ? { guest: true } : { email: account.email, email_verified: account.emailVerified }),
         ...(account.name ? { name: account.name } : {}),
         ...(account.phoneNumber ? { phone_number: account.phoneNumber, phone_number_verified: account.phoneNumberVerified } : {}),
       };

@@ -16,7 +16,7 @@ const MULTI_FACTOR_ALONE = new Set(['hwk', 'swk']);
 /** The amr a sign-in reports, with `mfa` added when more than one factor was used. */
 export function withMfa(amr: string[]): string[] {
   const unique = [...new Set(amr.filter((m) => m !== 'mfa'))];
-  const factors = unique.filter((m) => m === 'pwd' || m === 'email' || SECOND_FACTORS.has(m));
+  const factors = unique.filter((m) => m === 'pwd' || m === 'email' || m === 'fed' || SECOND_FACTORS.has(m));
   const multi = factors.length >= 2 || unique.some((m) => MULTI_FACTOR_ALONE.has(m) && unique.includes('user'));
   return multi ? [...unique, 'mfa'] : unique;
 }

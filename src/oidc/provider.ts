@@ -12,6 +12,7 @@ import { findResource } from '../domain/resources.ts';
 import { PermissionFilter } from './permissions.ts';
 import { renderProviderError, renderLogoutPrompt, renderLogoutSuccess } from './pages.ts';
 import { ACR_VALUES, interactionPolicyWithStepUp } from './acr.ts';
+import { ACR_GUEST, withGuestCheck } from './guest.ts';
 import { trackSessions } from './sessions.ts';
 import { protocolStore, trackGrants } from './grants.ts';
 import { mfaSummary } from '../domain/mfa.ts';
@@ -21,9 +22,10 @@ import { MAX_REFRESH_GRACE_SECONDS } from '../domain/clients.ts';
 import { recordAudit } from '../domain/audit.ts';
 
 export const SCOPES = ['openid', 'profile', 'email', 'phone', 'roles', 'offline_access'];
-// Claims released per scope. acr/amr sit under openid so they reach ID tokens.
+// Claims released per scope. acr/amr sit under openid so they reach ID tokens; so does `guest`
+// (true only for guest accounts), which an application needs whatever scopes it asked for.
 export const CLAIMS: Record<string, string[]> = {
-  openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
+  openid: ['sub', 'acr', 'amr', 'auth_time', 'sid', 'guest'],
   profile: ['name', 'updated_at'],
   email: ['email', 'email_verified'],
   phone: ['phone_number', 'phone_number_verified'],
@@ -70,10 +72,13 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
       id_token_signed_response_alg: 'RS256',
     },
     extraClientMetadata: {
-      properties: ['first_party', 'refresh_token_grace_seconds'],
+      properties: ['first_party', 'refresh_token_grace_seconds', 'allow_guest'],
       validator(_ctx, key, value) {
         if (key === 'first_party' && value !== undefined && typeof value !== 'boolean') {
           throw new errors.InvalidClientMetadata('first_party must be a boolean');
+        }
+        if (key === 'allow_guest' && value !== undefined && typeof value !== 'boolean') {
+          throw new errors.InvalidClientMetadata('allow_guest must be a boolean');
         }
         if (key === 'refresh_token_grace_seconds' && value !== undefined && !(Number.isInteger(value) && (value as number) >= 0 && (value as number) <= MAX_REFRESH_GRACE_SECONDS)) {
           throw new errors.InvalidClientMetadata(`refresh_token_grace_seconds must be a whole number from 0 to ${MAX_REFRESH_GRACE_SECONDS}`);
@@ -91,9 +96,9 @@ export function buildConfiguration(services: Services, jwks: JWK[]): Configurati
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
-      policy: interactionPolicyWithStepUp(async (accountId) => services.config.mfa.policy !== 'off' && (await mfaSummary(services, accountId)).methods.length > 0),
+      policy: withGuestCheck(interactionPolicyWithStepUp(async (accountId) => services.config.mfa.policy !== 'off' && (await mfaSummary(services, accountId)).methods.length > 0)),
     },
-    acrValues: ACR_VALUES,
+    acrValues: [...ACR_VALUES, ACR_GUEST],
     loadExistingGrant: (ctx) => loadExistingGrant(ctx),
     // oidc-provider refuses outgoing calls (back-channel logout, jwks_uri) to loopback and private
     // addresses by attaching a guarded dispatcher; development setups may opt out.

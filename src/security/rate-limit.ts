@@ -12,9 +12,9 @@ import type { Config, RateLimitRule } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
-export type RateLimitRuleName = 'loginIp' | 'loginAccountIp' | 'signupIp' | 'recoveryIp' | 'verifyIp' | 'otpAccount' | 'tokenClient';
+export type RateLimitRuleName = 'loginIp' | 'loginAccountIp' | 'signupIp' | 'recoveryIp' | 'verifyIp' | 'otpAccount' | 'tokenClient' | 'guestIp';
 
-export const RATE_LIMIT_RULES: readonly RateLimitRuleName[] = ['loginIp', 'loginAccountIp', 'signupIp', 'recoveryIp', 'verifyIp', 'otpAccount', 'tokenClient'];
+export const RATE_LIMIT_RULES: readonly RateLimitRuleName[] = ['loginIp', 'loginAccountIp', 'signupIp', 'recoveryIp', 'verifyIp', 'otpAccount', 'tokenClient', 'guestIp'];
 
 export type ConsumeResult = { ok: true; remaining: number } | { ok: false; retryAfterSeconds: number };
 

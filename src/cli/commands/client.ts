@@ -20,6 +20,7 @@ interface CreateOptions {
   dpop?: boolean;
   backchannelLogoutUri?: string;
   refreshGraceSeconds?: number;
+  allowGuest?: boolean;
   admin?: boolean;
   role?: string[];
 }
@@ -52,6 +53,7 @@ export function registerClient(program: Command, ctx: CliContext): void {
     .option('--dpop', 'require DPoP proofs (RFC 9449): every token is bound to the client\'s key')
     .option('--backchannel-logout-uri <uri>', 'where logout tokens are POSTed when a user\'s session ends')
     .option('--refresh-grace-seconds <n>', `seconds (0-${MAX_REFRESH_GRACE_SECONDS}, default 0 = off) in which a just-rotated refresh token may be sent again and returns the same new tokens`, wholeSeconds)
+    .option('--allow-guest', 'the login page offers "Continue as guest": an anonymous account the person can save later with an email and password')
     .option('--admin', `a machine client for the management API: client_credentials, holding the ${ADMIN_ROLE} role`)
     .option('--role <name>', 'give the client a role (repeatable)', collect)
     .action((options: CreateOptions) =>
@@ -76,6 +78,7 @@ export function registerClient(program: Command, ctx: CliContext): void {
             dpop: options.dpop === true,
             backchannelLogoutUri: options.backchannelLogoutUri,
             refreshGraceSeconds: options.refreshGraceSeconds,
+            allowGuest: options.allowGuest === true,
           },
           CLI_AUDIT,
         );
