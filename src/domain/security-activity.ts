@@ -70,6 +70,18 @@ const DESCRIPTIONS: Record<string, string> = {
   'role.assigned': 'Role given',
   'role.unassigned': 'Role removed',
   'account.erasure_refused': 'Request to delete the account refused',
+  'account.exported': 'Your data downloaded',
+  'grant.revoked': 'Access taken away from an app',
+  'guest.created': 'Guest account started',
+  'guest.upgraded': 'Guest account saved with an email address',
+  'federation.sign_in': 'Sign-in through a linked account',
+  'federation.account_created': 'Account created through a linked account',
+  'federation.linked': 'Sign-in method linked',
+  'federation.unlinked': 'Sign-in method unlinked',
+  'federation.callback': 'Sign-in through a linked account failed',
+  'api_key.created': 'API key created',
+  'api_key.rotated': 'API key replaced',
+  'api_key.revoked': 'API key revoked',
 };
 
 const REASONS: Record<string, string> = {
