@@ -118,8 +118,10 @@ describe('client_credentials', () => {
 
     const resource = 'https://api.example.test';
     await gatehouse(server.env, ['resource', 'create', '--identifier', resource, '--scope', 'read write']);
-    // Without a role the client holds no permission at the API: the token carries no scope.
-    const unprivileged = await oidc.clientCredentialsGrant(config, { resource, scope: 'read write' });
+    // Without a role a client holds no permission at the API: the token carries no scope. (A
+    // second client, since a client's permissions are cached for a few seconds.)
+    const bare = await createClient(server.env, { name: 'Bare Service', grantTypes: ['client_credentials'] });
+    const unprivileged = await oidc.clientCredentialsGrant(await rpConfig(server.url, bare), { resource, scope: 'read write' });
     expect(unprivileged.scope).toBeUndefined();
     await gatehouse(server.env, ['role', 'create', '--name', 'api-reader', '--resource', resource, '--permission', 'read']);
     await gatehouse(server.env, ['role', 'assign', 'api-reader', '--client', svc.client_id]);
