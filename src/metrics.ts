@@ -77,7 +77,15 @@ function isAutomaticLockout(event: AuditEvent): boolean {
   return event.type === 'user.locked' && event.details?.source === undefined && event.details?.actor === undefined;
 }
 
-export function createMetrics(): Metrics {
+/** What an instance with METRICS_ENABLED off uses: nothing is counted, nothing is sampled. */
+function disabledMetrics(): Metrics {
+  return { registry: new Registry(), observeRequest() {}, tokenIssued() {}, rateLimitHit() {}, close() {} };
+}
+
+export function createMetrics(enabled = true): Metrics {
+  // Off, the per-request histogram, the audit observer and the default collectors (event-loop
+  // delay sampling, GC observation) would cost every request for figures nobody can read.
+  if (!enabled) return disabledMetrics();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 

@@ -49,7 +49,7 @@ export function createRedis(url: string, logger: Logger): Redis {
 export async function createServices(config: Config, logger: Logger, lock?: PidLock): Promise<Services> {
   const database = await openDatabase(config, logger, lock);
   let redis: Redis | undefined;
-  const metrics = createMetrics();
+  const metrics = createMetrics(config.metrics.enabled);
   try {
     const appliedMigrations = await migrateLatest(database.knex);
     // The management API and the administrator role exist on every database, whatever opened it.
