@@ -95,7 +95,11 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
     } finally {
       const ms = performance.now() - started;
       // The path only: query strings carry codes and tokens.
-      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms) }, 'request');
+      // A line per request costs a noticeable share of the cheapest endpoints (docs/performance.md);
+      // ACCESS_LOG=errors keeps only refused and failed requests.
+      if (config.accessLog === 'all' || (config.accessLog === 'errors' && ctx.status >= 400)) {
+        logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms) }, 'request');
+      }
       services.metrics.observeRequest(ctx, ms / 1000);
     }
   });

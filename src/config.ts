@@ -55,6 +55,7 @@ const schema = z.object({
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
   TRUST_PROXY: bool.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ACCESS_LOG: z.enum(['all', 'errors', 'off']).default('all'),
   ENCRYPTION_KEYS: encryptionKeys.optional(),
   COOKIE_KEYS: z
     .string()
@@ -140,6 +141,8 @@ export interface Config {
   redisUrl: string | undefined;
   trustProxy: boolean;
   logLevel: string;
+  /** Which requests get a log line: all, only those answered with 4xx/5xx, or none. */
+  accessLog: 'all' | 'errors' | 'off';
   /** Undefined outside production: development keys are generated and stored by dev-secrets. */
   encryptionKeys: { kid: string; key: Buffer }[] | undefined;
   cookieKeys: string[] | undefined;
@@ -275,6 +278,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisUrl: e.REDIS_URL,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
+    accessLog: e.ACCESS_LOG,
     encryptionKeys: e.ENCRYPTION_KEYS,
     cookieKeys: e.COOKIE_KEYS,
     ttl: {

@@ -41,10 +41,42 @@ export function securityHeaders(issuer: string, additions: CspAdditions = {}): M
     crossOriginEmbedderPolicy: false,
     referrerPolicy: { policy: 'no-referrer' },
   });
+  // helmet's headers are the same for every response here (no per-request nonces), so they are
+  // computed once and copied onto each response: running helmet per request cost about a fifth
+  // of the time of the cheapest endpoints (discovery, JWKS).
+  const headers = staticHeaders(handler);
   return async (ctx, next) => {
-    await new Promise<void>((resolve, reject) => {
-      handler(ctx.req as IncomingMessage, ctx.res as ServerResponse, (err?: unknown) => (err ? reject(err) : resolve()));
-    });
+    const res = ctx.res as ServerResponse;
+    for (const [name, value] of headers) res.setHeader(name, value);
+    res.removeHeader('x-powered-by');
     await next();
   };
+}
+
+type HelmetHandler = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+
+/** Runs helmet once against a recording response and returns the headers it set. */
+function staticHeaders(handler: HelmetHandler): [string, string][] {
+  const recorded = new Map<string, string>();
+  const recorder = {
+    setHeader(name: string, value: string | number | readonly string[]) {
+      recorded.set(name, Array.isArray(value) ? value.join(', ') : String(value));
+      return recorder;
+    },
+    removeHeader(name: string) {
+      recorded.delete(name);
+    },
+    getHeader(name: string) {
+      return recorded.get(name);
+    },
+  };
+  let failure: unknown;
+  let finished = false;
+  handler({ headers: {}, method: 'GET', url: '/' } as IncomingMessage, recorder as unknown as ServerResponse, (err?: unknown) => {
+    failure = err;
+    finished = true;
+  });
+  // helmet finishes synchronously; anything else would mean headers that depend on the request.
+  if (!finished || failure) throw new Error('security headers could not be computed once at start-up');
+  return [...recorded];
 }
