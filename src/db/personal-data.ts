@@ -1,6 +1,7 @@
 // Everything stored about one person, in one place: the data export reads it and erasure
 // removes it, so a table added for accounts is added to both here (docs/privacy.md).
 import type { Knex } from 'knex';
+import type { FederatedIdentityRow } from './federated-identities.ts';
 import type { AccountSessionRow } from './account-sessions.ts';
 import type { AuditEventRow } from './audit.ts';
 import type { RememberedDeviceRow } from './remembered-devices.ts';
@@ -41,15 +42,7 @@ export async function listRefreshTokenRecords(db: Db, accountId: string): Promis
     .orderBy('created_at');
 }
 
-export interface LinkedIdentityRecord {
-  provider: string;
-  subject: string;
-  email: string | null;
-  email_verified: boolean;
-  display_name: string | null;
-  created_at: Date;
-  last_used_at: Date | null;
-}
+export type LinkedIdentityRecord = Omit<FederatedIdentityRow, 'id' | 'account_id'>;
 
 /** Accounts at upstream identity providers linked for signing in. */
 export async function listLinkedIdentities(db: Db, accountId: string): Promise<LinkedIdentityRecord[]> {
