@@ -98,6 +98,39 @@ const updateBody = z.object({
 
 const clientPath = z.object({ clientId });
 
+type SettableFields = { [K in keyof typeof settableFields]?: unknown };
+
+/** The registration fields of a request body under the domain's input names (null passes through). */
+function clientFields<T extends SettableFields>(body: T): {
+  name: T['client_name'];
+  redirectUris: T['redirect_uris'];
+  postLogoutRedirectUris: T['post_logout_redirect_uris'];
+  grantTypes: T['grant_types'];
+  scope: T['scope'];
+  authMethod: T['token_endpoint_auth_method'];
+  firstParty: T['first_party'];
+  jwksUri: T['jwks_uri'];
+  idTokenSignedResponseAlg: T['id_token_signed_response_alg'];
+  dpop: T['dpop_bound_access_tokens'];
+  backchannelLogoutUri: T['backchannel_logout_uri'];
+  refreshGraceSeconds: T['refresh_token_grace_seconds'];
+} {
+  return {
+    name: body.client_name,
+    redirectUris: body.redirect_uris,
+    postLogoutRedirectUris: body.post_logout_redirect_uris,
+    grantTypes: body.grant_types,
+    scope: body.scope,
+    authMethod: body.token_endpoint_auth_method,
+    firstParty: body.first_party,
+    jwksUri: body.jwks_uri,
+    idTokenSignedResponseAlg: body.id_token_signed_response_alg,
+    dpop: body.dpop_bound_access_tokens,
+    backchannelLogoutUri: body.backchannel_logout_uri,
+    refreshGraceSeconds: body.refresh_token_grace_seconds,
+  };
+}
+
 export const clientRoutes: AdminRoute[] = [
   defineRoute({
     method: 'get',
@@ -127,22 +160,7 @@ export const clientRoutes: AdminRoute[] = [
     async handler({ body, admin, deps }) {
       const created = await createClient(
         deps.services,
-        {
-          name: body.client_name,
-          redirectUris: body.redirect_uris,
-          postLogoutRedirectUris: body.post_logout_redirect_uris,
-          grantTypes: body.grant_types,
-          scope: body.scope,
-          authMethod: body.token_endpoint_auth_method,
-          clientId: body.client_id,
-          clientSecret: body.client_secret,
-          firstParty: body.first_party,
-          jwksUri: body.jwks_uri,
-          idTokenSignedResponseAlg: body.id_token_signed_response_alg,
-          dpop: body.dpop_bound_access_tokens,
-          backchannelLogoutUri: body.backchannel_logout_uri,
-          refreshGraceSeconds: body.refresh_token_grace_seconds,
-        },
+        { ...clientFields(body), clientId: body.client_id, clientSecret: body.client_secret },
         admin.auditMeta,
       );
       const stored = await getClient(deps.services, created.client_id);
@@ -181,20 +199,7 @@ export const clientRoutes: AdminRoute[] = [
       updateClient(
         deps.services,
         params.clientId,
-        {
-          name: body.client_name,
-          redirectUris: body.redirect_uris,
-          postLogoutRedirectUris: body.post_logout_redirect_uris,
-          grantTypes: body.grant_types,
-          scope: body.scope,
-          authMethod: body.token_endpoint_auth_method,
-          firstParty: body.first_party,
-          jwksUri: body.jwks_uri,
-          idTokenSignedResponseAlg: body.id_token_signed_response_alg,
-          dpop: body.dpop_bound_access_tokens,
-          backchannelLogoutUri: body.backchannel_logout_uri,
-          refreshGraceSeconds: body.refresh_token_grace_seconds,
-        },
+        clientFields(body),
         admin.auditMeta,
       ),
   }),
