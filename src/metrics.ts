@@ -2,7 +2,7 @@
 // exposes its own registry; Prometheus scrapes every instance and sums across them. Label values
 // come from small fixed sets (route patterns, method names, grant types, rule names), never from
 // request data, so the number of series stays bounded whatever clients send.
-import crypto from 'node:crypto';
+import { sameSecret } from './security/credentials.ts';
 import type { Context, Middleware } from 'koa';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { Config } from './config.ts';
@@ -156,9 +156,7 @@ export function createMetrics(enabled = true): Metrics {
 /** Compares a bearer token in constant time (both sides hashed to one length first). */
 function bearerMatches(authorization: string, expected: string): boolean {
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization);
-  const presented = crypto.createHash('sha256').update(match?.[1] ?? '').digest();
-  const wanted = crypto.createHash('sha256').update(expected).digest();
-  return crypto.timingSafeEqual(presented, wanted) && match !== null;
+  return sameSecret(expected, match?.[1] ?? '') && match !== null;
 }
 
 /**

@@ -17,6 +17,7 @@
 // Like the token rate limit, the form body is read once and handed to the provider on
 // `ctx.req.body`; a body already read by the rate limit is reused.
 import crypto from 'node:crypto';
+import { basicCredentials, formDecode, sameSecret } from '../security/credentials.ts';
 import type { Context, Middleware } from 'koa';
 import type { Knex } from 'knex';
 import { calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
@@ -86,21 +87,13 @@ interface PresentedClient {
   method: 'basic' | 'post' | 'assertion' | 'none';
 }
 
-function formDecode(raw: string): string {
-  try {
-    return decodeURIComponent(raw.replace(/\+/g, '%20'));
-  } catch {
-    return raw;
-  }
-}
-
 /** The client named by the request, unverified (oidc-provider authenticates it when it runs). */
 function presentedClient(ctx: Context, params: URLSearchParams): PresentedClient {
   const [scheme, value] = (ctx.get('authorization') || '').split(' ');
   if (scheme?.toLowerCase() === 'basic' && value) {
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    if (colon > 0) return { clientId: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)), method: 'basic' };
+    // Undecodable parts are kept as sent: oidc-provider refuses them when it runs.
+    const raw = basicCredentials(value);
+    if (raw) return { clientId: formDecode(raw.id) ?? raw.id, secret: formDecode(raw.secret) ?? raw.secret, method: 'basic' };
   }
   const assertion = params.get('client_assertion');
   if (assertion) {
@@ -156,9 +149,8 @@ function sha256(value: string): string {
   return crypto.createHash('sha256').update(value).digest('hex');
 }
 
-function sameSecret(expected: string | undefined, actual: string | undefined): boolean {
-  if (expected === undefined || actual === undefined) return false;
-  return crypto.timingSafeEqual(crypto.createHash('sha256').update(expected).digest(), crypto.createHash('sha256').update(actual).digest());
+function secretMatches(expected: string | undefined, actual: string | undefined): boolean {
+  return expected !== undefined && actual !== undefined && sameSecret(expected, actual);
 }
 
 function successorAssociatedData(tokenHash: string): string {
@@ -255,9 +247,9 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
       case 'none':
         return presented.method === 'none';
       case 'client_secret_basic':
-        return presented.method === 'basic' && sameSecret(client.clientSecret, presented.secret);
+        return presented.method === 'basic' && secretMatches(client.clientSecret, presented.secret);
       case 'client_secret_post':
-        return presented.method === 'post' && sameSecret(client.clientSecret, presented.secret);
+        return presented.method === 'post' && secretMatches(client.clientSecret, presented.secret);
       default:
         // Assertion-based methods are never offered a grace window (see domain/clients.ts).
         return false;

@@ -7,6 +7,7 @@ import type { Context, Middleware } from 'koa';
 import type { RateLimits } from '../security/rate-limit.ts';
 import { describeWait, setRetryAfter } from '../security/rate-limit.ts';
 import { oauthError, tokenRequestForm } from './token-request-body.ts';
+import { basicCredentials, formDecode } from '../security/credentials.ts';
 
 
 export const TOKEN_ENDPOINT_PATHS: readonly string[] = ['/token', '/token/introspection', '/token/revocation'];
@@ -17,16 +18,9 @@ function basicClientId(authorization: string | undefined): string | undefined {
   if (!authorization) return undefined;
   const [scheme, value, ...rest] = authorization.split(' ');
   if (rest.length || !value || scheme?.toLowerCase() !== 'basic') return undefined;
-  const decoded = Buffer.from(value, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) return undefined;
-  const raw = decoded.slice(0, colon);
-  try {
-    return decodeURIComponent(raw.replace(/\+/g, '%20'));
-  } catch {
-    // oidc-provider rejects such a header; the raw form still names one client for counting.
-    return raw;
-  }
+  const raw = basicCredentials(value)?.id;
+  // oidc-provider rejects an undecodable id; the raw form still names one client for counting.
+  return raw === undefined ? undefined : (formDecode(raw) ?? raw);
 }
 
 /** The unverified `sub` of a client_assertion JWT: good enough to pick a bucket, nothing more. */

@@ -4,8 +4,8 @@
 // As in oidc-provider, a client must use the method it is registered with, and only one method
 // per request. Clients that authenticate otherwise (private_key_jwt) or not at all (public
 // clients) are refused: these endpoints are for confidential clients holding a secret.
-import crypto from 'node:crypto';
 import type { Context } from 'koa';
+import { basicCredentials, formDecode, sameSecret } from './credentials.ts';
 import { loadProviderClientMetadata } from '../domain/clients.ts';
 import { tokenRequestForm } from '../oidc/token-request-body.ts';
 import type { Services } from '../services.ts';
@@ -27,15 +27,6 @@ function invalidRequest(description: string): ClientAuthentication {
   return { ok: false, error: 'invalid_request', description };
 }
 
-/** RFC 6749 2.3.1: both parts are form-encoded before they are joined and base64-encoded. */
-function formDecode(raw: string): string | undefined {
-  try {
-    return decodeURIComponent(raw.replace(/\+/g, '%20'));
-  } catch {
-    return undefined;
-  }
-}
-
 interface Presented {
   clientId: string;
   secret: string;
@@ -52,10 +43,9 @@ function presentedCredentials(ctx: Context, form: URLSearchParams | undefined): 
     const [scheme, value, ...rest] = authorization.split(' ');
     if (scheme?.toLowerCase() !== 'basic' || !value || rest.length > 0) return invalidRequest('only HTTP Basic client authentication is accepted in the Authorization header');
     if (formSecrets.length > 0) return invalidRequest('client authentication must only be provided using one mechanism');
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    const clientId = colon > 0 ? formDecode(decoded.slice(0, colon)) : undefined;
-    const secret = colon > 0 ? formDecode(decoded.slice(colon + 1)) : undefined;
+    const raw = basicCredentials(value);
+    const clientId = raw ? formDecode(raw.id) : undefined;
+    const secret = raw ? formDecode(raw.secret) : undefined;
     if (!clientId || secret === undefined) return invalidRequest('client_id and client_secret in the authorization header are not properly encoded');
     if (formIds[0] !== undefined && formIds[0] !== clientId) return invalidRequest('mismatch in body and authorization client ids');
     return { clientId, secret, method: 'client_secret_basic' };
@@ -64,11 +54,6 @@ function presentedCredentials(ctx: Context, form: URLSearchParams | undefined): 
   // No credentials, or a client named without a secret (a public client, or a confidential one
   // that left it out).
   return INVALID_CLIENT;
-}
-
-/** Compares through fixed-length digests, so neither the content nor the length leaks by timing. */
-function sameSecret(expected: string, actual: string): boolean {
-  return crypto.timingSafeEqual(crypto.createHash('sha256').update(expected).digest(), crypto.createHash('sha256').update(actual).digest());
 }
 
 /**
