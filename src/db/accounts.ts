@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { isUuid } from '../uuid.ts';
 
 export type AccountStatus = 'pending' | 'active' | 'suspended' | 'blocked' | 'locked' | 'deleted';
 
@@ -25,7 +26,6 @@ export interface AccountRow {
 
 type Db = Knex | Knex.Transaction;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Returns undefined when the email is taken (compared case-insensitively by the unique index). */
 export async function insertAccount(
@@ -49,7 +49,7 @@ export async function findAccountRowByEmail(db: Db, email: string): Promise<Acco
 
 export async function findAccountRow(db: Db, id: string): Promise<AccountRow | undefined> {
   // A malformed id would make Postgres raise on the uuid cast; it cannot name an account anyway.
-  if (!UUID.test(id)) return undefined;
+  if (!isUuid(id)) return undefined;
   return db('accounts').where({ id }).first<AccountRow | undefined>();
 }
 
@@ -113,7 +113,7 @@ export async function searchAccountRows(db: Db, search: AccountSearch, page: { a
   if (search.email !== undefined) q.whereRaw('email ILIKE ?', [likePattern(search.email)]);
   if (search.name !== undefined) q.whereRaw('name ILIKE ?', [likePattern(search.name)]);
   if (search.status !== undefined) q.where('status', search.status);
-  if (page.after !== undefined && UUID.test(page.after.id)) {
+  if (page.after !== undefined && isUuid(page.after.id)) {
     q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [page.after.sortKey, page.after.id]);
   }
   return q.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(page.limit);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { isUuid } from '../uuid.ts';
 
 export interface FederatedIdentityRow {
   id: string;
@@ -14,7 +15,6 @@ export interface FederatedIdentityRow {
 
 type Db = Knex | Knex.Transaction;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function findIdentity(db: Db, provider: string, subject: string): Promise<FederatedIdentityRow | undefined> {
   return db<FederatedIdentityRow>('federated_identities').where({ provider, subject }).first();
@@ -54,7 +54,7 @@ export async function touchIdentity(db: Db, id: string, seen: { email: string | 
 
 /** Deletes one of the account's identities; undefined when it has no such identity. */
 export async function deleteIdentity(db: Db, accountId: string, id: string): Promise<FederatedIdentityRow | undefined> {
-  if (!UUID.test(id)) return undefined;
+  if (!isUuid(id)) return undefined;
   const [row] = await db('federated_identities').where({ id, account_id: accountId }).delete().returning<FederatedIdentityRow[]>('*');
   return row;
 }
@@ -65,7 +65,7 @@ export async function deleteIdentity(db: Db, accountId: string, id: string): Pro
  * method" check.
  */
 export async function signInMethodsForUpdate(trx: Knex.Transaction, accountId: string): Promise<{ hasPassword: boolean; passkeys: number; identities: number } | undefined> {
-  if (!UUID.test(accountId)) return undefined;
+  if (!isUuid(accountId)) return undefined;
   const account = await trx('accounts').where({ id: accountId }).forUpdate().first<{ password_hash: string | null } | undefined>('password_hash');
   if (!account) return undefined;
   const [passkeys] = await trx('mfa_factors').where({ account_id: accountId, type: 'webauthn' }).whereNotNull('confirmed_at').count<{ count: string }[]>({ count: '*' });

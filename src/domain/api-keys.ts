@@ -26,6 +26,7 @@ import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
 import { ensureManagementResource, managementResourceIdentifier } from './management.ts';
 import { findResource, type ResourceServerInfo } from './resources.ts';
+import { isUuid } from '../uuid.ts';
 
 /** Every key starts with this, so people and secret scanners recognise one. */
 export const API_KEY_PREFIX = 'ghk_';
@@ -37,7 +38,6 @@ const KEY_PATTERN = /^ghk_[A-Za-z0-9_-]{43}$/;
 const HINT_LENGTH = 12;
 const MAX_NAME = 200;
 const MAX_EXPIRY_DAYS = 3650;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type ApiKeyServices = Pick<Services, 'knex' | 'config'>;
 
@@ -202,7 +202,7 @@ async function checkOwner(services: ApiKeyServices, input: Pick<CreateApiKeyInpu
   const { ownerAccountId, ownerClientId } = input;
   if (ownerAccountId !== undefined && ownerClientId !== undefined) throw invalid('an API key is owned by a user or by a client, not both');
   if (ownerAccountId !== undefined) {
-    const account = UUID.test(ownerAccountId) ? await findAccountRow(services.knex, ownerAccountId) : undefined;
+    const account = isUuid(ownerAccountId) ? await findAccountRow(services.knex, ownerAccountId) : undefined;
     if (!account || account.status === 'deleted') throw invalid(`no user has id "${ownerAccountId}"`);
     return { ownerAccountId: account.id, ownerClientId: null };
   }
@@ -249,13 +249,13 @@ export async function listApiKeys(services: ApiKeyServices, filter: ApiKeyListFi
     if (!resource) return [];
     resourceId = resource.id;
   }
-  if (filter.ownerAccountId !== undefined && !UUID.test(filter.ownerAccountId)) return [];
+  if (filter.ownerAccountId !== undefined && !isUuid(filter.ownerAccountId)) return [];
   const rows = await listApiKeyRows(services.knex, { ownerAccountId: filter.ownerAccountId, ownerClientId: filter.ownerClientId, resourceId });
   return rows.map(toPublicApiKey);
 }
 
 export async function getApiKey(services: ApiKeyServices, id: string): Promise<PublicApiKey> {
-  const row = UUID.test(id) ? await findApiKeyRow(services.knex, id) : undefined;
+  const row = isUuid(id) ? await findApiKeyRow(services.knex, id) : undefined;
   if (!row) throw notFound();
   return toPublicApiKey(row);
 }
@@ -268,7 +268,7 @@ export async function getApiKey(services: ApiKeyServices, id: string): Promise<P
 export async function rotateApiKey(services: ApiKeyServices, id: string, options: { overlapSeconds?: number } = {}, meta?: AuditMeta): Promise<RotatedApiKey> {
   const overlapSeconds = options.overlapSeconds ?? services.config.apiKeyRotationOverlap;
   if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0) throw invalid('the overlap must be a whole number of seconds, 0 or more');
-  if (!UUID.test(id)) throw notFound();
+  if (!isUuid(id)) throw notFound();
   const { key, keyHash, keyHint } = generateKey();
   const { successor, previous } = await services.knex.transaction(async (trx) => {
     const old = await lockApiKeyRow(trx, id);
@@ -307,7 +307,7 @@ export async function rotateApiKey(services: ApiKeyServices, id: string, options
 
 /** Ends the key at once. Revoking a revoked key changes nothing. */
 export async function revokeApiKey(services: ApiKeyServices, id: string, meta?: AuditMeta): Promise<PublicApiKey> {
-  if (!UUID.test(id)) throw notFound();
+  if (!isUuid(id)) throw notFound();
   return services.knex.transaction(async (trx) => {
     const row = await findApiKeyRow(trx, id);
     if (!row) throw notFound();

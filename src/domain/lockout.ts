@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.ts';
 import { recordFailedLoginRow, recordSuccessfulLoginRow, unlockAccountRow } from '../db/lockout.ts';
 import { findAccountRow } from '../db/accounts.ts';
+import { isUuid } from '../uuid.ts';
 
 type Db = Knex | Knex.Transaction;
 
@@ -30,7 +31,6 @@ export interface UnlockOutcome {
   wasLocked: boolean;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function toDate(value: Date | string | null | undefined): Date | undefined {
   if (value === null || value === undefined) return undefined;
@@ -54,7 +54,7 @@ export function lockoutSeconds(policy: LockoutConfig, previousLockouts: number):
  * not locked longer (or its owner emailed again) by someone hammering it.
  */
 export async function recordFailedLogin(db: Db, accountId: string, policy: LockoutConfig): Promise<FailedLoginOutcome> {
-  if (!UUID.test(accountId)) return { lockedNow: false };
+  if (!isUuid(accountId)) return { lockedNow: false };
   const row = await recordFailedLoginRow(db, accountId, policy);
   if (!row) return { lockedNow: false };
   const state = lockState(row);
@@ -63,13 +63,13 @@ export async function recordFailedLogin(db: Db, accountId: string, policy: Locko
 
 /** A correct password on an unlocked account: failures and lockout history start again. */
 export async function recordSuccessfulLogin(db: Db, accountId: string): Promise<void> {
-  if (!UUID.test(accountId)) return;
+  if (!isUuid(accountId)) return;
   await recordSuccessfulLoginRow(db, accountId);
 }
 
 /** Ends a lock early (`gatehouse user unlock`); an account locked by status becomes active. */
 export async function unlockAccount(db: Db, accountId: string): Promise<UnlockOutcome> {
-  if (!UUID.test(accountId)) return { found: false, wasLocked: false };
+  if (!isUuid(accountId)) return { found: false, wasLocked: false };
   const row = await unlockAccountRow(db, accountId);
   return row ? { found: true, wasLocked: row.was_locked } : { found: false, wasLocked: false };
 }

@@ -31,6 +31,7 @@ import {
 import { AppError } from '../errors.ts';
 import type { Services } from '../services.ts';
 import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
+import { isUuid } from '../uuid.ts';
 
 export type SubjectType = 'user' | 'client';
 export interface Subject {
@@ -66,7 +67,6 @@ type KnexServices = Pick<Services, 'knex'>;
 
 const ROLE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function invalid(message: string): AppError {
   return new AppError('invalid_role', message, 400);
@@ -123,7 +123,7 @@ async function permissionIds(db: Db, permissions: RolePermission[]): Promise<str
 /** Checks the subject exists; user subjects may be named by account id. */
 async function checkSubject(db: Db, subject: Subject): Promise<Subject> {
   if (subject.type === 'user') {
-    const account = UUID.test(subject.id) ? await findAccountRow(db, subject.id) : undefined;
+    const account = isUuid(subject.id) ? await findAccountRow(db, subject.id) : undefined;
     if (!account || account.status === 'deleted') throw new AppError('user_not_found', `no user has id "${subject.id}"`, 404);
     return subject;
   }
@@ -273,7 +273,7 @@ export async function addDefaultRoleRule(
 }
 
 export async function removeDefaultRoleRule(services: KnexServices, ruleId: string, meta?: AuditMeta): Promise<void> {
-  if (!UUID.test(String(ruleId))) throw new AppError('rule_not_found', `no default-role rule has id "${ruleId}"`, 404);
+  if (!isUuid(String(ruleId))) throw new AppError('rule_not_found', `no default-role rule has id "${ruleId}"`, 404);
   await services.knex.transaction(async (trx) => {
     const rule = await deleteDefaultRule(trx, ruleId);
     if (!rule) throw new AppError('rule_not_found', `no default-role rule has id "${ruleId}"`, 404);
