@@ -1,17 +1,20 @@
 // Builds the Koa application: request ids and logs, error pages, security headers, views,
 // static files, health checks, our routes, and oidc-provider mounted last. No I/O happens at
 // import time; everything comes in through `services`.
-import crypto from 'node:crypto';
+import type { RequestListener } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Koa from 'koa';
 import Router from '@koa/router';
+import compose from 'koa-compose';
 import mount from 'koa-mount';
 import serve from 'koa-static';
 import views from 'koa-views';
 import type { Services } from './services.ts';
 import { AppError, isAppError } from './errors.ts';
-import { securityHeaders } from './security/headers.ts';
+import { securityHeaderSets, securityHeaders } from './security/headers.ts';
+import { requestFinisher, requestIdFor } from './request-log.ts';
+import { withDirectEndpoints } from './oidc/direct-endpoints.ts';
 import { captchaCspSources } from './security/captcha.ts';
 import { setRetryAfter } from './security/rate-limit.ts';
 import { tokenEndpointRateLimit } from './oidc/token-rate-limit.ts';
@@ -26,7 +29,6 @@ import { adminApi } from './admin/router.ts';
 import { authzRouter } from './api/authz-router.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
 
 function wantsJson(ctx: Koa.Context): boolean {
   return ctx.path.startsWith('/admin/api') || (!ctx.accepts('html') && Boolean(ctx.accepts('json')));
@@ -75,35 +77,27 @@ function healthRouter(services: Services): Router {
 export interface BuiltApp {
   app: Koa;
   host: ProviderHost;
+  /** What the HTTP server runs: discovery and JWKS straight from the provider, the rest through `app`. */
+  listener: RequestListener;
 }
 
 export async function buildApp(services: Services): Promise<BuiltApp> {
   const { config, logger } = services;
-  // Access lines carry only fixed, non-secret fields, so they skip the redaction every other log
-  // line goes through (a few microseconds per request on the hottest endpoints).
-  const accessLogger = logger.child({}, { redact: [] });
+  const finished = requestFinisher(config, logger, services.metrics);
   const app = new Koa();
   // oidc-provider signs its cookies with the outer app's keys: they must be the same list.
   app.keys = services.cookieKeys;
   app.proxy = config.trustProxy;
 
   app.use(async (ctx, next) => {
-    const incoming = ctx.get('x-request-id');
-    const requestId = config.trustProxy && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+    const requestId = requestIdFor(ctx.get('x-request-id'), config.trustProxy);
     ctx.state.requestId = requestId;
     ctx.set('x-request-id', requestId);
     const started = performance.now();
     try {
       await next();
     } finally {
-      const ms = performance.now() - started;
-      // The path only: query strings carry codes and tokens.
-      // A line per request costs a noticeable share of the cheapest endpoints (docs/performance.md);
-      // ACCESS_LOG=errors keeps only refused and failed requests.
-      if (config.accessLog === 'all' || (config.accessLog === 'errors' && ctx.status >= 400)) {
-        accessLogger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms) }, 'request');
-      }
-      services.metrics.observeRequest(ctx, ms / 1000);
+      finished(ctx, requestId, performance.now() - started);
     }
   });
 
@@ -123,19 +117,24 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
     }
   });
 
-  app.use(securityHeaders(config.issuer, captchaCspSources(config.captcha)));
+  const host = new ProviderHost(services);
+  await host.start();
+  const { provider } = host;
+  const headers = securityHeaderSets(config.issuer, captchaCspSources(config.captcha));
+  // The provider's JSON endpoints get the API header set, everything else the page set.
+  const apiPaths = new Set(['/.well-known/openid-configuration', ...(['discovery', 'jwks', 'token', 'introspection', 'revocation', 'userinfo'] as const).map((name) => provider.pathFor(name))]);
+  app.use(securityHeaders(headers, apiPaths));
   app.use(views(path.join(ROOT, 'views'), { extension: 'ejs', options: { cache: config.env === 'production' } }));
   app.use(mount('/static', serve(path.join(ROOT, 'public'), { maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
   app.use(mount('/static/vendor/simplewebauthn-browser.js', serve(path.join(ROOT, 'node_modules/@simplewebauthn/browser/dist/bundle'), { index: 'index.umd.min.js', maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
 
-  const host = new ProviderHost(services);
-  await host.start();
-  // Provider endpoints none of the middleware below has anything to do with go straight to the
-  // provider instead of through every router's path matching: they are the most requested paths
-  // (discovery and JWKS are fetched by every relying party and API). Any middleware added below
-  // that must see one of these paths has to take it out of this list.
-  const direct = new Set(['/.well-known/openid-configuration', host.provider.pathFor('discovery'), host.provider.pathFor('jwks')]);
-  app.use((ctx, next) => (direct.has(ctx.path) ? host.middleware(ctx, next) : next()));
+  // The token, introspection and revocation endpoints go from here through their own guards to
+  // the provider, past the routers below, none of which answers these paths: they are the most
+  // requested paths after discovery and JWKS. Any middleware added below that must see one of
+  // these paths has to be added to this chain instead.
+  const tokenEndpoints = compose([tokenEndpointRateLimit(services.rateLimits), refreshTokenLifecycle(services, host), apiKeyIntrospection(services, host), host.middleware]);
+  const tokenPaths = new Set(['token', 'introspection', 'revocation'].map((name) => provider.pathFor(name)));
+  app.use((ctx, next) => (tokenPaths.has(ctx.path) ? tokenEndpoints(ctx, next) : next()));
 
   const health = healthRouter(services);
   app.use(health.routes());
@@ -149,13 +148,17 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   app.use(adminApi(services, host));
   const authz = authzRouter(services);
   app.use(authz.routes()).use(authz.allowedMethods());
-  app.use(tokenEndpointRateLimit(services.rateLimits));
-  app.use(refreshTokenLifecycle(services, host));
-  app.use(apiKeyIntrospection(services, host));
   app.use(federationCallbackRouter(services).routes());
   app.use(host.middleware);
   app.use(() => {
     throw new AppError('not_found', 'There is no page at this address.', 404);
   });
-  return { app, host };
+  const listener = withDirectEndpoints(app.callback(), {
+    paths: new Set(['/.well-known/openid-configuration', provider.pathFor('discovery'), provider.pathFor('jwks')]),
+    headers: headers.api,
+    trustProxy: config.trustProxy,
+    provider: () => host.listener,
+    finished,
+  });
+  return { app, host, listener };
 }

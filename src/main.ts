@@ -62,11 +62,11 @@ async function main(): Promise<void> {
   const createdKeys = await ensureSigningKeys(services);
   if (createdKeys.length) logger.info({ keys: createdKeys }, 'signing keys generated');
 
-  const { app, host } = await buildApp(services);
+  const { host, listener } = await buildApp(services);
   services.notifier.start();
   // On the embedded database, `gatehouse` commands run inside this process (see cli/control.ts).
   const control = config.databaseUrl ? undefined : await startControlServer(services);
-  const server = http.createServer(app.callback());
+  const server = http.createServer(listener);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
   logger.info({ issuer: config.issuer, port: config.port }, 'listening');

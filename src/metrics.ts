@@ -3,7 +3,7 @@
 // come from small fixed sets (route patterns, method names, grant types, rule names), never from
 // request data, so the number of series stays bounded whatever clients send.
 import { sameSecret } from './security/credentials.ts';
-import type { Context, Middleware } from 'koa';
+import type { Middleware } from 'koa';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
@@ -13,7 +13,7 @@ import { RATE_LIMIT_RULES, type RateLimitRuleName } from './security/rate-limit.
 export interface Metrics {
   registry: Registry;
   /** One finished HTTP request; called by the request-logging middleware. */
-  observeRequest(ctx: Context, seconds: number): void;
+  observeRequest(request: RequestSummary, seconds: number): void;
   /** A token endpoint grant that issued tokens (oidc-provider's grant.success). */
   tokenIssued(grantType: unknown): void;
   /** A request refused by one of the rate limits. */
@@ -31,8 +31,15 @@ const FIXED_PATHS = new Set([
   '/request', '/device', '/device/auth', '/reg', '/.well-known/openid-configuration', '/metrics',
 ]);
 
+/** What the request metric needs of a finished request: a Koa context, or the same fields. */
+export interface RequestSummary {
+  method: string;
+  path: string;
+  status: number;
+}
+
 /** The route pattern a request matched ("/interaction/:uid/login"), never the raw path. */
-export function routeLabel(ctx: Pick<Context, 'path'>): string {
+export function routeLabel(ctx: Pick<RequestSummary, 'path'>): string {
   // @koa/router (ours and oidc-provider's) records the pattern of the route that handled the request.
   const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
   if (typeof matched === 'string' && matched) return matched;

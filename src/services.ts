@@ -41,7 +41,10 @@ export interface Services {
 }
 
 export function createRedis(url: string, logger: Logger): Redis {
-  const redis = new Redis(url, { maxRetriesPerRequest: 3, enableReadyCheck: true, lazyConnect: false });
+  // Auto-pipelining sends every command issued in one event-loop turn in one write: under load,
+  // concurrent requests share system calls instead of paying one each (docs/performance.md).
+  // Subscriber connections must not use it (see ProviderHost).
+  const redis = new Redis(url, { maxRetriesPerRequest: 3, enableReadyCheck: true, lazyConnect: false, enableAutoPipelining: true });
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   return redis;
 }

@@ -16,6 +16,14 @@ import { TtlCache } from '../ttl-cache.ts';
 /** How long a looked-up client (or its absence) is reused, in milliseconds. */
 export const CACHE_TTL_MS = 5_000;
 
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const member of Object.values(value)) deepFreeze(member);
+  }
+  return value;
+}
+
 export class ClientAdapter implements Adapter {
   readonly #services: Services;
   readonly #cache = new TtlCache<AdapterPayload | undefined>(CACHE_TTL_MS);
@@ -24,11 +32,14 @@ export class ClientAdapter implements Adapter {
     this.#services = services;
   }
 
-  /** The stored metadata, from the cache when it is fresh; each caller gets its own copy. */
-  async #cached(id: string): Promise<AdapterPayload | undefined> {
-    const payload = await this.#cache.get(id, () => loadProviderClientMetadata(this.#services, id) as Promise<AdapterPayload | undefined>);
-    // The provider must not be able to change what later requests see.
-    return payload === undefined ? undefined : structuredClone(payload);
+  /**
+   * The stored metadata, from the cache when it is fresh. Every caller gets the same object,
+   * frozen, so the provider cannot change what later requests see: a copy per request cost more
+   * than the rest of the lookup (docs/performance.md), and the provider only reads it (it hashes
+   * it to find its own parsed client, and copies what it keeps when it parses a new one).
+   */
+  #cached(id: string): Promise<AdapterPayload | undefined> {
+    return this.#cache.get(id, async () => deepFreeze(await loadProviderClientMetadata(this.#services, id) as AdapterPayload | undefined));
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

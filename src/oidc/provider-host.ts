@@ -11,11 +11,13 @@ import type { Redis } from 'ioredis';
 import type { Services } from '../services.ts';
 import { KEYS_CHANNEL, loadSigningKeys } from './keys.ts';
 import { createProvider } from './provider.ts';
+import type { ProviderListener } from './direct-endpoints.ts';
 
 export class ProviderHost {
   readonly #services: Services;
   #provider!: Provider;
   #handler!: Middleware;
+  #listener!: ProviderListener;
   #fingerprint = '';
   #timer: NodeJS.Timeout | undefined;
   #subscriber: Redis | undefined;
@@ -29,6 +31,11 @@ export class ProviderHost {
     return this.#provider;
   }
 
+  /** The current provider as a request listener of its own (see direct-endpoints.ts). */
+  get listener(): ProviderListener {
+    return this.#listener;
+  }
+
   /** Koa middleware that always delegates to the current provider. */
   readonly middleware: Middleware = (ctx, next) => this.#handler(ctx, next);
 
@@ -37,7 +44,9 @@ export class ProviderHost {
     this.#timer = setInterval(() => void this.reload(), this.#services.config.keysReloadSeconds * 1000);
     this.#timer.unref();
     if (this.#services.redis) {
-      const subscriber = this.#services.redis.duplicate();
+      // A subscribed connection may only send (P)SUBSCRIBE and friends; auto-pipelining could put
+      // a reconnect's SELECT behind the SUBSCRIBE, so it is off here.
+      const subscriber = this.#services.redis.duplicate({ enableAutoPipelining: false });
       this.#subscriber = subscriber;
       subscriber.on('message', (channel: string) => {
         if (channel === KEYS_CHANNEL) void this.reload();
@@ -63,6 +72,7 @@ export class ProviderHost {
       this.#provider = provider;
       // Provider extends Koa in v9; its types predate that, hence the cast.
       this.#handler = mount(provider as unknown as Koa);
+      this.#listener = (provider as unknown as Koa).callback() as ProviderListener;
       if (this.#fingerprint) this.#services.logger.info({ keys: keys.fingerprint }, 'signing keys changed; provider reloaded');
       this.#fingerprint = keys.fingerprint;
     } catch (err) {

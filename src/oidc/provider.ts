@@ -201,7 +201,9 @@ export function createProvider(services: Services, jwks: JWK[]): Provider {
   const log = services.logger;
   trackSessions(services, provider, Provider);
   trackGrants(services, provider);
-  provider.on('server_error', (ctx, err) => log.error({ err, requestId: ctx.state?.requestId }, 'provider server error'));
+  // Discovery and JWKS are served without our application (direct-endpoints.ts): their request id
+  // is only on the response.
+  provider.on('server_error', (ctx, err) => log.error({ err, requestId: ctx.state?.requestId ?? ctx.response.get('x-request-id') }, 'provider server error'));
   // RP-initiated logout sends back-channel logouts itself; a failed one is retried and each
   // outcome audited, as for revoked sessions (sessions.ts).
   provider.on('backchannel.success', (_ctx, client, accountId) => {

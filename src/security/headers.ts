@@ -1,6 +1,6 @@
-// Security headers for every response. CSP allows no inline script; oidc-provider adds a hash
-// for its own form_post auto-submit script to this same header when it needs one. The only
-// third-party origins allowed are those of the configured CAPTCHA vendor, if any.
+// Security headers for every response: one set for pages, a smaller one for the provider's JSON
+// endpoints, both computed once at start-up. The only third-party origins pages allow are those
+// of the configured CAPTCHA vendor, if any.
 import type { Middleware } from 'koa';
 import helmet from 'helmet';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,7 +13,22 @@ export interface CspAdditions {
   connectSrc?: readonly string[];
 }
 
-export function securityHeaders(issuer: string, additions: CspAdditions = {}): Middleware {
+/** Header name/value pairs, computed once and copied onto responses. */
+export type HeaderList = readonly (readonly [string, string])[];
+
+export interface SecurityHeaderSets {
+  /** For pages and anything a browser may render. */
+  page: HeaderList;
+  /**
+   * For the provider's JSON endpoints (discovery, JWKS, token, introspection, revocation,
+   * userinfo): what OWASP's REST guidance asks of an API, and nothing that only applies to
+   * documents (script, style or font sources, opener and resource policies). A browser that is
+   * tricked into rendering such a response still may not run, frame or sniff anything in it.
+   */
+  api: HeaderList;
+}
+
+export function securityHeaderSets(issuer: string, additions: CspAdditions = {}): SecurityHeaderSets {
   const https = new URL(issuer).protocol === 'https:';
   const frameSrc = additions.frameSrc ?? [];
   const handler = helmet({
@@ -44,19 +59,38 @@ export function securityHeaders(issuer: string, additions: CspAdditions = {}): M
   // helmet's headers are the same for every response here (no per-request nonces), so they are
   // computed once and copied onto each response: running helmet per request cost about a fifth
   // of the time of the cheapest endpoints (discovery, JWKS).
-  const headers = staticHeaders(handler);
-  return async (ctx, next) => {
-    const res = ctx.res as ServerResponse;
-    for (const [name, value] of headers) res.setHeader(name, value);
-    res.removeHeader('x-powered-by');
-    await next();
+  const page = staticHeaders(handler);
+  const api: (readonly [string, string])[] = [
+    ['Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'"],
+    ['X-Content-Type-Options', 'nosniff'],
+    ['X-Frame-Options', 'DENY'],
+    ['Referrer-Policy', 'no-referrer'],
+  ];
+  const hsts = page.find(([name]) => name.toLowerCase() === 'strict-transport-security');
+  if (hsts) api.push(hsts);
+  return { page, api };
+}
+
+export function applyHeaders(res: ServerResponse, headers: HeaderList): void {
+  for (const [name, value] of headers) res.setHeader(name, value);
+}
+
+/**
+ * Security headers for every response: the API set on `apiPaths`, the page set everywhere else.
+ * CSP allows no inline script on pages; oidc-provider adds a hash for its own form_post
+ * auto-submit script to the same header when it needs one.
+ */
+export function securityHeaders(sets: SecurityHeaderSets, apiPaths: ReadonlySet<string> = new Set()): Middleware {
+  return (ctx, next) => {
+    applyHeaders(ctx.res, apiPaths.has(ctx.path) ? sets.api : sets.page);
+    return next();
   };
 }
 
 type HelmetHandler = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
 /** Runs helmet once against a recording response and returns the headers it set. */
-function staticHeaders(handler: HelmetHandler): [string, string][] {
+function staticHeaders(handler: HelmetHandler): (readonly [string, string])[] {
   const recorded = new Map<string, string>();
   const recorder = {
     setHeader(name: string, value: string | number | readonly string[]) {

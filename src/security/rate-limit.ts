@@ -11,6 +11,7 @@ import type { RateLimiterAbstract, RateLimiterStoreAbstract } from 'rate-limiter
 import type { Config, RateLimitRule } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { BatchedLimiter, type LimiterStore } from './batched-limiter.ts';
 
 export type RateLimitRuleName = 'loginIp' | 'loginAccountIp' | 'signupIp' | 'recoveryIp' | 'verifyIp' | 'otpAccount' | 'tokenClient' | 'guestIp';
 
@@ -50,6 +51,11 @@ export interface RateLimitDeps {
 }
 
 const DEFAULT_KEY_PREFIX = 'gatehouse:rl';
+
+// Counted in process and written in batches (security/batched-limiter.ts): limits on machine
+// traffic, where a round trip per request costs more than an approximate count across
+// instances. Limits that stand between an attacker and a password or a code stay exact.
+const BATCHED_RULES: ReadonlySet<RateLimitRuleName> = new Set(['tokenClient']);
 const STORE_WARNING_INTERVAL_MS = 60_000;
 const SWEEP_INTERVAL_MS = 5 * 60_000;
 
@@ -154,7 +160,7 @@ function secondsFrom(ms: number): number {
 }
 
 interface Limiter {
-  store: RateLimiterAbstract;
+  store: LimiterStore;
   /** Used while the shared store is unreachable, so limits still hold per instance. */
   fallback: RateLimiterMemory;
   rule: RateLimitRule;
@@ -165,24 +171,6 @@ export function createRateLimits(deps: RateLimitDeps): RateLimits {
   const prefix = deps.keyPrefix ?? DEFAULT_KEY_PREFIX;
   const settings = config.rateLimits;
 
-  const limiters = new Map<RateLimitRuleName, Limiter>();
-  for (const name of RATE_LIMIT_RULES) {
-    const rule = settings[name];
-    const options = { keyPrefix: `${prefix}:${name}`, points: rule.points, duration: rule.durationSeconds };
-    const store: RateLimiterAbstract = redis
-      // rejectIfRedisNotReady: while Redis reconnects, fall back at once instead of queueing
-      // sign-in requests behind the reconnect.
-      ? new RateLimiterRedis({ ...options, storeClient: redis, useRedisPackage: false, rejectIfRedisNotReady: true })
-      : new RateLimiterKnex({ ...options, knex });
-    limiters.set(name, { store, fallback: new RateLimiterMemory(options), rule });
-  }
-
-  const limiter = (name: RateLimitRuleName): Limiter => {
-    const found = limiters.get(name);
-    if (!found) throw new Error(`unknown rate limit rule: ${String(name)}`);
-    return found;
-  };
-
   // A storage outage would otherwise log once per request.
   let lastStoreWarning = 0;
   const storeFailed = (name: RateLimitRuleName, operation: string, err: unknown) => {
@@ -191,6 +179,27 @@ export function createRateLimits(deps: RateLimitDeps): RateLimits {
     lastStoreWarning = now;
     // The rule name only: keys carry emails and IP addresses.
     logger.warn({ rule: name, operation, err: err instanceof Error ? err.message : String(err) }, 'rate limit storage unavailable; limiting per instance');
+  };
+
+  const limiters = new Map<RateLimitRuleName, Limiter>();
+  for (const name of RATE_LIMIT_RULES) {
+    const rule = settings[name];
+    const options = { keyPrefix: `${prefix}:${name}`, points: rule.points, duration: rule.durationSeconds };
+    const shared: RateLimiterAbstract = redis
+      // rejectIfRedisNotReady: while Redis reconnects, fall back at once instead of queueing
+      // sign-in requests behind the reconnect.
+      ? new RateLimiterRedis({ ...options, storeClient: redis, useRedisPackage: false, rejectIfRedisNotReady: true })
+      : new RateLimiterKnex({ ...options, knex });
+    const store = BATCHED_RULES.has(name)
+      ? new BatchedLimiter({ store: shared, points: rule.points, durationSeconds: rule.durationSeconds, onStoreError: (err) => storeFailed(name, 'consume', err) })
+      : shared;
+    limiters.set(name, { store, fallback: new RateLimiterMemory(options), rule });
+  }
+
+  const limiter = (name: RateLimitRuleName): Limiter => {
+    const found = limiters.get(name);
+    if (!found) throw new Error(`unknown rate limit rule: ${String(name)}`);
+    return found;
   };
 
   // Expired rows in the table are reset in place by the next consume, but keys never seen again

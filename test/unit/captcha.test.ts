@@ -8,7 +8,7 @@ import ejs from 'ejs';
 import Koa from 'koa';
 import { createLogger } from '../../src/logger.ts';
 import { captchaCspSources, createCaptcha, type CaptchaConfig, type CaptchaProvider } from '../../src/security/captcha.ts';
-import { securityHeaders } from '../../src/security/headers.ts';
+import { securityHeaderSets, securityHeaders } from '../../src/security/headers.ts';
 import { ROOT } from '../helpers/server.ts';
 
 interface VendorRequest {
@@ -161,7 +161,7 @@ describe('captcha widget', () => {
 describe('content security policy for the captcha vendor', () => {
   async function cspFor(provider: CaptchaProvider | undefined): Promise<Record<string, string[]>> {
     const app = new Koa();
-    app.use(securityHeaders('https://id.example.com', captchaCspSources(provider ? { provider } : undefined)));
+    app.use(securityHeaders(securityHeaderSets('https://id.example.com', captchaCspSources(provider ? { provider } : undefined))));
     app.use((ctx) => {
       ctx.body = 'ok';
     });
