@@ -1,5 +1,5 @@
 // The reference point for the benchmark: bare oidc-provider with nothing of Gatehouse around it.
-// Its default in-memory adapter, one static client with the grant types Gatehouse's bench
+// Its default in-memory adapter (or Gatehouse's Redis adapter, with BASELINE_REDIS_URL), one static client with the grant types Gatehouse's bench
 // clients use, one resource server receiving ES256 JWT access tokens, and the same signing key
 // algorithms (RS256 + ES256). Whatever Gatehouse adds per request (Koa middleware, logging,
 // security headers, client and resource lookups, Redis/SQL storage) is the difference.
@@ -9,6 +9,8 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider, { errors, type Configuration } from 'oidc-provider';
+import { Redis } from 'ioredis';
+import { redisAdapterFactory } from '../src/oidc/adapters/redis.ts';
 
 const port = Number(process.env.PORT ?? 4000);
 const issuer = `http://localhost:${port}`;
@@ -16,6 +18,9 @@ const clientId = process.env.BASELINE_CLIENT_ID ?? 'baseline-client';
 const clientSecret = process.env.BASELINE_CLIENT_SECRET ?? 'baseline-client-secret-0123456789';
 const resource = process.env.BASELINE_RESOURCE ?? 'https://api.bench.test';
 const redirectUri = process.env.BASELINE_REDIRECT_URI ?? 'http://localhost:8080/callback';
+// With BASELINE_REDIS_URL, tokens go to Redis through Gatehouse's own adapter instead of memory:
+// the same storage cost as Gatehouse, without anything else of Gatehouse (`--baseline-redis`).
+const redisUrl = process.env.BASELINE_REDIS_URL;
 
 function privateJwk(alg: 'RS256' | 'ES256'): Record<string, unknown> {
   const pair = alg === 'RS256'
@@ -25,6 +30,7 @@ function privateJwk(alg: 'RS256' | 'ES256'): Record<string, unknown> {
 }
 
 const configuration: Configuration = {
+  ...(redisUrl ? { adapter: redisAdapterFactory(new Redis(redisUrl, { enableAutoPipelining: true }), 'bench-baseline:') } : {}),
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,

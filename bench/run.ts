@@ -42,6 +42,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --embedded-only         only the embedded (PGlite) target
   --skip-embedded         no embedded target
   --skip-baseline         no bare oidc-provider baseline
+  --baseline-redis        also run the baseline with its tokens in Redis (Gatehouse's adapter), to
+                          tell the cost of shared storage from the cost of everything else
   --cluster N             also run the Postgres + Redis target as N node:cluster workers
   --sessions N            sign-ins for the memory scenario on Postgres + Redis (default 2000; 0 skips;
                           10000 takes about ten minutes on two cores)
@@ -67,6 +69,7 @@ const { values: args } = parseArgs({
     'embedded-only': { type: 'boolean', default: false },
     'skip-embedded': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
+    'baseline-redis': { type: 'boolean', default: false },
     cluster: { type: 'string' },
     sessions: { type: 'string', default: '2000' },
     'embedded-sessions': { type: 'string', default: '300' },
@@ -302,10 +305,12 @@ async function runEmbeddedTarget(): Promise<TargetResult> {
   return target;
 }
 
-async function runBaseline(): Promise<TargetResult> {
-  const target: TargetResult = { label: 'bare oidc-provider', kind: 'baseline', storage: 'in-memory adapter', workers: 0, scenarios: [] };
-  log('bare oidc-provider: starting');
-  const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource });
+async function runBaseline(redisUrl?: string): Promise<TargetResult> {
+  const label = redisUrl ? 'bare oidc-provider + Redis' : 'bare oidc-provider';
+  const target: TargetResult = { label, kind: 'baseline', storage: redisUrl ? 'Redis adapter' : 'in-memory adapter', workers: 0, scenarios: [] };
+  log(`${label}: starting`);
+  if (redisUrl) await flushRedis(redisUrl);
+  const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl });
   try {
     target.startupRssBytes = rssBytes(server.pids());
     const record = (s: ScenarioResult) => {
@@ -319,6 +324,7 @@ async function runBaseline(): Promise<TargetResult> {
     if (wanted('introspection')) record(await fixedRequest(server, 'introspection', await introspectionRequest(server, FIXTURES.m2m), opts));
   } finally {
     await server.stop();
+    if (redisUrl) await flushRedis(redisUrl).catch(() => undefined);
   }
   return target;
 }
@@ -359,6 +365,7 @@ async function main(): Promise<void> {
     if (!args['embedded-only']) {
       targets.push(await runPostgresTarget(0));
       if (!args['skip-baseline']) targets.push(await runBaseline());
+      if (args['baseline-redis']) targets.push(await runBaseline(redisUrl));
       if (clusterWorkers > 0) targets.push(await runPostgresTarget(clusterWorkers));
     }
     if (!args['skip-embedded'] || args['embedded-only']) targets.push(await runEmbeddedTarget());

@@ -141,6 +141,8 @@ export interface BaselineClient {
   clientId: string;
   clientSecret: string;
   resource: string;
+  /** Store tokens in this Redis database through Gatehouse's adapter instead of in memory. */
+  redisUrl?: string;
 }
 
 export async function startBaseline(logDir: string, client: BaselineClient): Promise<BenchServer> {
@@ -157,13 +159,14 @@ export async function startBaseline(logDir: string, client: BaselineClient): Pro
       BASELINE_CLIENT_ID: client.clientId,
       BASELINE_CLIENT_SECRET: client.clientSecret,
       BASELINE_RESOURCE: client.resource,
+      ...(client.redisUrl ? { BASELINE_REDIS_URL: client.redisUrl } : {}),
     },
     stdio: ['ignore', log, log],
   });
   fs.closeSync(log);
   await waitUntilReady(`http://127.0.0.1:${port}/.well-known/openid-configuration`, child, logFile, 60_000);
   const pid = child.pid!;
-  return { label: 'bare oidc-provider', url: `http://127.0.0.1:${port}`, issuer, pid, pids: () => processTree(pid), logFile, stop: stopper(child) };
+  return { label: client.redisUrl ? 'bare oidc-provider + Redis' : 'bare oidc-provider', url: `http://127.0.0.1:${port}`, issuer, pid, pids: () => processTree(pid), logFile, stop: stopper(child) };
 }
 
 /** A PostgreSQL database of its own for one run, dropped afterwards. */
