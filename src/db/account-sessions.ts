@@ -41,12 +41,24 @@ export interface SessionSeen {
   clients: string[];
 }
 
+/** What saving a sighting found out, for deciding whether the owner hears of a new device. */
+export interface SessionSighting {
+  /** True when this save created the row: the session's first sighting. */
+  firstSighting: boolean;
+  /** On a first sighting: whether the account has other sessions on record (an earlier sign-in). */
+  otherSessions: boolean;
+  /** On a first sighting: whether one of those came from a browser and system described alike. */
+  knownDevice: boolean;
+}
+
 /**
  * Records a session's activity: the first sighting stores the sign-in details, later ones the
- * latest address, agent, apps and expiry. A revoked row is never revived.
+ * latest address, agent, apps and expiry. A revoked row is never revived. One statement also
+ * tells whether this was the first sighting and, only then, what the account's other sessions
+ * say about the device, so a session save costs one round trip.
  */
-export async function upsertSession(db: Db, seen: SessionSeen): Promise<void> {
-  await db('account_sessions')
+export async function upsertSession(db: Db, seen: SessionSeen): Promise<SessionSighting> {
+  const saved = db('account_sessions')
     .insert({
       id: seen.id,
       account_id: seen.accountId,
@@ -78,7 +90,26 @@ export async function upsertSession(db: Db, seen: SessionSeen): Promise<void> {
       // A session that signs in again as another account is a new sign-in for that account.
       account_id: seen.accountId,
     })
-    .whereNull('account_sessions.revoked_at');
+    .whereNull('account_sessions.revoked_at')
+    // xmax is 0 only on a row version this statement inserted; an update carries its transaction id.
+    .returning(db.raw('(xmax = 0) AS first_sighting'));
+  // The other sessions are read from the statement's snapshot, as they were just before this
+  // row was written; this session's own row is excluded by id in any case.
+  const [row] = await db
+    .with('saved', saved)
+    .select<{ first_sighting: boolean; other_sessions: boolean; known_device: boolean }[]>(
+      'first_sighting',
+      db.raw('CASE WHEN first_sighting THEN EXISTS (SELECT 1 FROM account_sessions WHERE account_id = ? AND id <> ?) ELSE false END AS other_sessions', [seen.accountId, seen.id]),
+      db.raw(
+        `CASE WHEN first_sighting THEN EXISTS (
+           SELECT 1 FROM account_sessions WHERE account_id = ? AND id <> ? AND browser IS NOT DISTINCT FROM ? AND os IS NOT DISTINCT FROM ?
+         ) ELSE false END AS known_device`,
+        [seen.accountId, seen.id, seen.browser ?? null, seen.os ?? null],
+      ),
+    )
+    .from('saved');
+  // No row: the session's record was revoked, so this save changed nothing.
+  return { firstSighting: row?.first_sighting === true, otherSessions: row?.other_sessions === true, knownDevice: row?.known_device === true };
 }
 
 export async function touchSession(db: Db, id: string, seen: { ip?: string; userAgent?: string }): Promise<void> {
@@ -103,18 +134,4 @@ export async function markSessionsRevoked(db: Db, where: { accountId: string; id
   if (where.exceptId) q.andWhereNot({ id: where.exceptId });
   const rows = await q.update({ revoked_at: db.fn.now(), revoked_reason: reason }).returning<{ id: string }[]>('id');
   return rows.map((r) => r.id);
-}
-
-/** Whether the account has signed in before from a browser with this description. */
-export async function knownDevice(db: Db, accountId: string, browser: string | undefined, os: string | undefined, excludeId: string): Promise<boolean> {
-  const row = await db('account_sessions')
-    .where({ account_id: accountId, browser: browser ?? null, os: os ?? null })
-    .andWhereNot({ id: excludeId })
-    .first('id');
-  return row !== undefined;
-}
-
-/** Whether the account has any other session on record (so this is not its first sign-in). */
-export async function hasOtherSessions(db: Db, accountId: string, excludeId: string): Promise<boolean> {
-  return (await db('account_sessions').where({ account_id: accountId }).andWhereNot({ id: excludeId }).first('id')) !== undefined;
 }

@@ -57,10 +57,6 @@ export async function listAccountRows(db: Db): Promise<AccountRow[]> {
   return db('accounts').select('*').orderBy([{ column: 'created_at' }, { column: 'id' }]);
 }
 
-export async function updatePasswordHash(db: Db, id: string, passwordHash: string): Promise<void> {
-  await db('accounts').where({ id }).update({ password_hash: passwordHash, updated_at: db.fn.now() });
-}
-
 /** Returns the updated row, or undefined when no account has this email. */
 export async function updatePasswordHashByEmail(db: Db, email: string, passwordHash: string): Promise<AccountRow | undefined> {
   const [row] = await db('accounts')

@@ -11,8 +11,8 @@ export interface AuditEventInsert {
   details: Record<string, unknown>;
 }
 
-export async function insertAuditEvent(db: Knex | Knex.Transaction, event: AuditEventInsert): Promise<void> {
-  await db('audit_events').insert({
+function auditEventColumns(event: AuditEventInsert): Record<string, unknown> {
+  return {
     event_type: event.eventType,
     outcome: event.outcome,
     account_id: event.accountId,
@@ -21,7 +21,21 @@ export async function insertAuditEvent(db: Knex | Knex.Transaction, event: Audit
     user_agent: event.userAgent,
     // Serialised here because the pg driver would turn a top-level array into a Postgres array.
     details: JSON.stringify(event.details),
-  });
+  };
+}
+
+export async function insertAuditEvent(db: Knex | Knex.Transaction, event: AuditEventInsert): Promise<void> {
+  await db('audit_events').insert(auditEventColumns(event));
+}
+
+/**
+ * Inserts the event in the same statement as `change` (a data-modifying query, run as a WITH
+ * clause of the insert): both take effect together or not at all, without a transaction's
+ * BEGIN and COMMIT round trips. PostgreSQL runs such a clause to completion whether or not the
+ * insert reads it, so `change` runs exactly once.
+ */
+export async function insertAuditEventWith(db: Knex | Knex.Transaction, change: Knex.QueryBuilder, event: AuditEventInsert): Promise<void> {
+  await db.with('audited_change', change).insert(auditEventColumns(event)).into('audit_events');
 }
 
 export interface AuditEventRow {

@@ -59,14 +59,26 @@ export async function recordFailedLoginRow(db: Db, accountId: string, policy: Lo
   return result.rows[0];
 }
 
+/**
+ * The update of a successful sign-in, not yet run: failures and the lockout history start again,
+ * and a password hash made with newer parameters replaces the stored one. Built, not run, so a
+ * caller can run it in one statement with the audit event it reports (db/audit.ts).
+ */
+export function successfulLoginUpdate(db: Db, accountId: string, changes: { passwordHash?: string } = {}): Knex.QueryBuilder {
+  return db('accounts')
+    .where({ id: accountId })
+    .update({
+      failed_login_count: 0,
+      lockout_count: 0,
+      last_login_at: db.fn.now(),
+      ...(changes.passwordHash ? { password_hash: changes.passwordHash, updated_at: db.fn.now() } : {}),
+    });
+}
+
 /** A successful sign-in: failures and the lockout history start again. */
 export async function recordSuccessfulLoginRow(db: Db, accountId: string): Promise<boolean> {
-  const result = await db.raw<{ rows: unknown[] }>(
-    `UPDATE accounts SET failed_login_count = 0, lockout_count = 0, last_login_at = now()
-     WHERE id = :accountId RETURNING id`,
-    { accountId },
-  );
-  return result.rows.length > 0;
+  const rows = await successfulLoginUpdate(db, accountId).returning<{ id: string }[]>('id');
+  return rows.length > 0;
 }
 
 export interface UnlockedRow {

@@ -1,7 +1,8 @@
-// Security events. Callers pass the transaction that makes the change, so the record and the
-// change commit or roll back together.
+// Security events. Callers pass the transaction that makes the change, or for a change that is
+// one statement the change itself (recordAuditWith), so the record and the change commit or roll
+// back together.
 import type { Knex } from 'knex';
-import { insertAuditEvent, queryAuditEvents, type AuditEventFilter } from '../db/audit.ts';
+import { insertAuditEvent, insertAuditEventWith, queryAuditEvents, type AuditEventFilter, type AuditEventInsert } from '../db/audit.ts';
 
 export interface AuditEvent {
   type: string;
@@ -32,8 +33,8 @@ export interface AuditActor {
 // A user agent is caller-controlled; a bound keeps one request from bloating the log.
 const MAX_USER_AGENT = 512;
 
-export async function recordAudit(db: Knex | Knex.Transaction, event: AuditEvent): Promise<void> {
-  await insertAuditEvent(db, {
+function toInsert(event: AuditEvent): AuditEventInsert {
+  return {
     eventType: event.type,
     outcome: event.outcome,
     accountId: event.accountId ?? null,
@@ -41,7 +42,21 @@ export async function recordAudit(db: Knex | Knex.Transaction, event: AuditEvent
     ip: event.ip ?? null,
     userAgent: event.userAgent?.slice(0, MAX_USER_AGENT) ?? null,
     details: event.details ?? {},
-  });
+  };
+}
+
+export async function recordAudit(db: Knex | Knex.Transaction, event: AuditEvent): Promise<void> {
+  await insertAuditEvent(db, toInsert(event));
+  notifyWhenCommitted(db, event);
+}
+
+/**
+ * Records the event in one statement with the change it reports (`change`: an update or insert
+ * not yet run), for a change that is a single statement: atomic like a transaction, and one
+ * round trip instead of four.
+ */
+export async function recordAuditWith(db: Knex | Knex.Transaction, change: Knex.QueryBuilder, event: AuditEvent): Promise<void> {
+  await insertAuditEventWith(db, change, toInsert(event));
   notifyWhenCommitted(db, event);
 }
 

@@ -31,13 +31,30 @@ function view(row: FactorRow): FactorView {
   return { id: row.id, type: row.type, name: row.name, createdAt: new Date(row.created_at), lastUsedAt: row.last_used_at ? new Date(row.last_used_at) : null, backedUp: row.backup_state };
 }
 
+function methodsOf(factors: FactorRow[], recoveryCodesLeft: number): SecondFactorMethod[] {
+  const types = new Set(factors.map((f) => f.type));
+  const methods: SecondFactorMethod[] = (['webauthn', 'totp', 'sms'] as const).filter((t) => types.has(t));
+  // Recovery codes stand in for a lost factor; without a factor there is no second step to pass.
+  if (methods.length && recoveryCodesLeft > 0) methods.push('recovery');
+  return methods;
+}
+
+/** Everything about an account's second factors, for the pages and the API that show them. */
 export async function mfaSummary(services: Pick<LifecycleServices, 'knex'>, accountId: string): Promise<MfaSummary> {
   const factors = await listFactors(services.knex, accountId, { confirmedOnly: true });
-  const types = new Set(factors.map((f) => f.type));
   const recoveryCodesLeft = await unusedRecoveryCodes(services.knex, accountId);
-  const methods = (['webauthn', 'totp', 'sms'] as const).filter((t) => types.has(t)) as SecondFactorMethod[];
-  if (methods.length && recoveryCodesLeft > 0) methods.push('recovery');
-  return { factors: factors.map(view), methods, recoveryCodesLeft };
+  return { factors: factors.map(view), methods: methodsOf(factors, recoveryCodesLeft), recoveryCodesLeft };
+}
+
+/**
+ * The ways to pass the second step of a sign-in (none: the account has no second factor). The
+ * same methods as mfaSummary's; recovery codes are only counted when there is a factor, since
+ * they count for nothing without one, so a sign-in without MFA costs one query here.
+ */
+export async function secondFactorMethods(services: Pick<LifecycleServices, 'knex'>, accountId: string): Promise<SecondFactorMethod[]> {
+  const factors = await listFactors(services.knex, accountId, { confirmedOnly: true });
+  if (factors.length === 0) return [];
+  return methodsOf(factors, await unusedRecoveryCodes(services.knex, accountId));
 }
 
 const LABELS: Record<FactorType, string> = { totp: 'An authenticator app', webauthn: 'A passkey', sms: 'Text message codes' };

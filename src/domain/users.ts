@@ -9,7 +9,6 @@ import {
   listAccountRows,
   searchAccountRows,
   updateAccount,
-  updatePasswordHash,
   updatePasswordHashByEmail,
   type AccountRow,
   type AccountSearch,
@@ -17,10 +16,12 @@ import {
 } from '../db/accounts.ts';
 import { AppError } from '../errors.ts';
 import type { Services } from '../services.ts';
-import { auditContext, recordAudit, type AuditMeta } from './audit.ts';
+import type { Notifier } from '../notify/notifier.ts';
+import { auditContext, recordAudit, recordAuditWith, type AuditMeta } from './audit.ts';
 import { emailOrUndefined, normalizeEmail } from './emails.ts';
 import { pageLink } from './links.ts';
-import { lockState, recordFailedLogin, recordSuccessfulLogin } from './lockout.ts';
+import { lockState, recordFailedLogin } from './lockout.ts';
+import { successfulLoginUpdate } from '../db/lockout.ts';
 import { assertPasswordAcceptable, hashPassword, MAX_PASSWORD_LENGTH, needsRehash, verifyPassword, type PasswordHashParams } from './passwords.ts';
 
 export type { AccountStatus };
@@ -56,7 +57,8 @@ export interface Account {
 export type PasswordAuthResult = { ok: true; account: Account } | { ok: false; unverifiedEmail?: string };
 
 type UserServices = Pick<Services, 'knex' | 'config'>;
-type SignInServices = Pick<Services, 'knex' | 'config' | 'notifier'>;
+// Sign-in only queues a lockout notice in its transaction and kicks delivery afterwards.
+type SignInServices = Pick<Services, 'knex' | 'config'> & { notifier: Pick<Notifier, 'queueMail' | 'kick'> };
 
 const MAX_NAME_LENGTH = 200;
 
@@ -285,10 +287,10 @@ export async function authenticateWithPassword(
   if (!maySignIn(row, config.requireVerifiedEmail)) return fail(`status:${row.status}`, row.id);
 
   const upgradedHash = needsRehash(storedHash, params) ? await hashPassword(candidate, params) : undefined;
-  await services.knex.transaction(async (trx) => {
-    if (upgradedHash) await updatePasswordHash(trx, row.id, upgradedHash);
-    await recordSuccessfulLogin(trx, row.id);
-    await recordAudit(trx, { type: 'login.password', outcome: 'success', accountId: row.id, ...context, details: upgradedHash ? { rehashed: true } : {} });
+  // Counters, sign-in time, any upgraded hash and the audit event: one statement, so they commit
+  // together without a transaction around them (one round trip instead of four).
+  await recordAuditWith(services.knex, successfulLoginUpdate(services.knex, row.id, { passwordHash: upgradedHash }), {
+    type: 'login.password', outcome: 'success', accountId: row.id, ...context, details: upgradedHash ? { rehashed: true } : {},
   });
   return { ok: true, account: toAccount(row) };
 }

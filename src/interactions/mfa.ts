@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Services } from '../services.ts';
 import type { ProviderHost } from '../oidc/provider-host.ts';
 import { ACR_MFA, acrFor, withMfa } from '../oidc/acr.ts';
-import { mfaSummary, type SecondFactorMethod } from '../domain/mfa.ts';
+import { secondFactorMethods, type SecondFactorMethod } from '../domain/mfa.ts';
 import { verifyTotpCode } from '../domain/totp.ts';
 import { redeemRecoveryCode } from '../domain/recovery-codes.ts';
 import { sendSmsChallenge, checkSmsChallenge } from '../domain/sms-factor.ts';
@@ -78,7 +78,7 @@ export async function finishLogin(services: Services, host: ProviderHost, ctx: C
  */
 export async function afterFirstFactor(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, login: { accountId: string; amr: string[]; remember: boolean }): Promise<void> {
   const policy = services.config.mfa.policy;
-  const { methods } = await mfaSummary(services, login.accountId);
+  const methods = await secondFactorMethods(services, login.accountId);
   const pending = { accountId: login.accountId, amr: login.amr, remember: login.remember };
   if (policy !== 'off' && methods.length > 0) {
     const stepUpAsked = String(details.params.acr_values ?? '').split(' ').includes(ACR_MFA);
@@ -99,16 +99,16 @@ const METHOD_LABELS: Record<SecondFactorMethod, string> = {
 };
 
 export async function renderMfa(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails, pending: PendingLogin, state: { error?: string; method?: SecondFactorMethod; smsSent?: boolean } = {}): Promise<void> {
-  const summary = await mfaSummary(services, pending.accountId);
+  const methods = await secondFactorMethods(services, pending.accountId);
   const requested = (state.method ?? ctx.query.method) as SecondFactorMethod | undefined;
-  const method = requested && summary.methods.includes(requested) ? requested : summary.methods[0];
+  const method = requested && methods.includes(requested) ? requested : methods[0];
   if (!method) throw new AppError('no_second_factor', 'This account has no second factor to check.', 400);
   await ctx.render('mfa', {
     uid: details.uid,
     clientName: await clientNameOf(host.provider, details),
     csrfToken: csrfToken(ctx, services.config.issuer.startsWith('https:')),
     method,
-    others: summary.methods.filter((m) => m !== method).map((m) => ({ method: m, label: METHOD_LABELS[m] })),
+    others: methods.filter((m) => m !== method).map((m) => ({ method: m, label: METHOD_LABELS[m] })),
     error: state.error,
     smsSent: state.smsSent ?? false,
     rememberDays: services.config.mfa.rememberDeviceDays,
@@ -174,8 +174,7 @@ export async function sendMfaSms(services: Services, host: ProviderHost, ctx: Co
 export async function startStepUp(services: Services, host: ProviderHost, ctx: Context, details: InteractionDetails): Promise<boolean> {
   const accountId = details.session?.accountId;
   if (!accountId || !(await findAccountById(services.knex, accountId))) return false;
-  const summary = await mfaSummary(services, accountId);
-  if (summary.methods.length === 0) return false;
+  if ((await secondFactorMethods(services, accountId)).length === 0) return false;
   // The session already proved the password (its amr); the step adds the second factor.
   const session = await host.provider.Session.findByUid(details.session!.uid);
   const amr = (session?.amr as string[] | undefined) ?? ['pwd'];

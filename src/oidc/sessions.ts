@@ -3,13 +3,14 @@
 // session, destroys the grants and tokens issued through it, and tells each app by back-channel
 // logout. All of it lives in the shared database and the protocol store, never in one process.
 import type Provider from 'oidc-provider';
-import { UAParser } from 'ua-parser-js';
 import type { Services } from '../services.ts';
-import { findSession, hasOtherSessions, knownDevice, markSessionsRevoked, upsertSession, type SessionSeen } from '../db/account-sessions.ts';
+import type { Notifier } from '../notify/notifier.ts';
+import { markSessionsRevoked, upsertSession, type SessionSeen } from '../db/account-sessions.ts';
 import { findAccountById } from '../domain/users.ts';
 import { pageLink } from '../domain/links.ts';
 import { auditContext, recordAudit, type AuditMeta } from '../domain/audit.ts';
 import { sessionTtl } from './session-lifetime.ts';
+import { describeUserAgent } from '../user-agent.ts';
 
 interface ProviderSession {
   uid: string;
@@ -20,14 +21,6 @@ interface ProviderSession {
   acr?: string;
   authorizations?: Record<string, { sid?: string; grantId?: string }>;
   destroy(): Promise<void>;
-}
-
-export function describeUserAgent(userAgent: string | undefined): { browser?: string; os?: string; deviceType?: string } {
-  if (!userAgent) return {};
-  const parsed = new UAParser(userAgent).getResult();
-  const browser = [parsed.browser.name, parsed.browser.major].filter(Boolean).join(' ') || undefined;
-  const os = [parsed.os.name, parsed.os.version].filter(Boolean).join(' ') || undefined;
-  return { browser, os, deviceType: parsed.device.type ?? 'desktop' };
 }
 
 /** Keeps account_sessions in step with the provider's sessions. */
@@ -59,14 +52,21 @@ export function trackSessions(services: Services, provider: Provider, ProviderCl
   });
 }
 
+/** What recording a session needs; the notifier only queues (in the write's transaction) and kicks. */
+export interface SessionRecordDeps {
+  knex: Services['knex'];
+  config: Services['config'];
+  notifier: Pick<Notifier, 'queueMail' | 'kick'>;
+}
+
 /** Stores the sighting; a first sign-in from a browser and system never seen on the account is mailed. */
-async function recordSession(services: Services, seen: SessionSeen): Promise<void> {
-  const isNew = (await findSession(services.knex, seen.id)) === undefined;
-  await upsertSession(services.knex, seen);
-  if (!isNew) return;
-  const account = await findAccountById(services.knex, seen.accountId);
+export async function recordSession(services: SessionRecordDeps, seen: SessionSeen): Promise<void> {
+  const sighting = await upsertSession(services.knex, seen);
   // A first sign-in ever is not news; a new browser or system on an account with history is.
-  if (!account || !(await hasOtherSessions(services.knex, seen.accountId, seen.id)) || (await knownDevice(services.knex, seen.accountId, seen.browser, seen.os, seen.id))) return;
+  if (!sighting.firstSighting || !sighting.otherSessions || sighting.knownDevice) return;
+  // Read only now: the account is needed for the mail alone, and most sightings send none.
+  const account = await findAccountById(services.knex, seen.accountId);
+  if (!account) return;
   await services.knex.transaction((trx) => services.notifier.queueMail(trx, {
     to: account.email,
     template: 'new-sign-in',
