@@ -48,8 +48,16 @@ export async function upsertGrantRecord(db: Db, seen: GrantSeen): Promise<void> 
     });
 }
 
-export async function touchGrantRecord(db: Db, grantId: string): Promise<void> {
-  await db('account_grants').where({ grant_id: grantId }).update({ last_used_at: db.fn.now() });
+/**
+ * Marks the grant used now, unless it was marked less than `precisionSeconds` ago: several
+ * instances each remembering their own last write would otherwise all write once a minute, and
+ * an unchanged row is not rewritten (in PostgreSQL every UPDATE writes a new row version).
+ */
+export async function touchGrantRecord(db: Db, grantId: string, precisionSeconds: number): Promise<void> {
+  await db('account_grants')
+    .where({ grant_id: grantId })
+    .andWhere((q) => q.whereNull('last_used_at').orWhereRaw('last_used_at < now() - make_interval(secs => ?)', [precisionSeconds]))
+    .update({ last_used_at: db.fn.now() });
 }
 
 export async function deleteGrantRecords(db: Db, grantIds: string[]): Promise<void> {

@@ -70,15 +70,65 @@ export async function insertBinding(db: Db, binding: NewBinding): Promise<void> 
     .ignore();
 }
 
-/** Records that the token was rotated and what it was rotated into. */
-export async function markRotated(db: Db, tokenHash: string, rotation: Rotation): Promise<void> {
-  await db('token_bindings').where({ token_hash: tokenHash }).update({
-    rotated_at: rotation.rotatedAt,
-    rotation_fingerprint: rotation.rotationFingerprint,
-    successor_hash: rotation.successorHash,
-    successor_ciphertext: rotation.successorCiphertext,
-    grace_until: rotation.graceUntil,
-  });
+// A binding's columns, and the named parameters bindingParams gives their values under.
+const BINDING_COLUMNS = 'token_hash, account_id, client_id, session_uid, grant_id, fingerprint, ua_family, dpop_jkt, remember, alerted_fingerprint, expires_at';
+function bindingPlaceholders(prefix: string): string {
+  return ['tokenHash', 'accountId', 'clientId', 'sessionUid', 'grantId', 'fingerprint', 'uaFamily', 'dpopJkt', 'remember', 'alertedFingerprint', 'expiresAt']
+    .map((name) => `:${prefix}${name}`)
+    .join(', ');
+}
+
+function bindingParams(prefix: string, binding: NewBinding): Record<string, string | boolean | Date | null> {
+  return {
+    [`${prefix}tokenHash`]: binding.tokenHash,
+    [`${prefix}accountId`]: binding.accountId,
+    [`${prefix}clientId`]: binding.clientId,
+    [`${prefix}sessionUid`]: binding.sessionUid ?? null,
+    [`${prefix}grantId`]: binding.grantId ?? null,
+    [`${prefix}fingerprint`]: binding.fingerprint,
+    [`${prefix}uaFamily`]: binding.uaFamily ?? null,
+    [`${prefix}dpopJkt`]: binding.dpopJkt ?? null,
+    [`${prefix}remember`]: binding.remember,
+    [`${prefix}alertedFingerprint`]: binding.alertedFingerprint ?? null,
+    [`${prefix}expiresAt`]: binding.expiresAt,
+  };
+}
+
+// The rotated token's row gets the rotation columns. It is written as an upsert because a token
+// issued before bindings were recorded has no row yet and is bound from its first refresh on;
+// for a token with a row only the rotation columns change.
+const ROTATE = `insert into token_bindings (${BINDING_COLUMNS}, rotated_at, rotation_fingerprint, successor_hash, successor_ciphertext, grace_until)
+  values (${bindingPlaceholders('p_')}, :rotatedAt, :rotationFingerprint, :successorHash, :successorCiphertext, :graceUntil)
+  on conflict (token_hash) do update set
+    rotated_at = excluded.rotated_at,
+    rotation_fingerprint = excluded.rotation_fingerprint,
+    successor_hash = excluded.successor_hash,
+    successor_ciphertext = excluded.successor_ciphertext,
+    grace_until = excluded.grace_until`;
+
+// The successor's binding and the rotation in one statement (a data-modifying WITH runs exactly
+// once whether or not the outer statement reads it), so one round trip records both and they
+// become visible together: a request that sees the old token rotated always finds its successor.
+const ROTATE_INTO_SUCCESSOR = `with rotated as (${ROTATE})
+  insert into token_bindings (${BINDING_COLUMNS}) values (${bindingPlaceholders('s_')})
+  on conflict (token_hash) do nothing`;
+
+/**
+ * Records that the token `rotated` describes was rotated and, when it is known, stores the
+ * successor's binding (a token value is never issued twice; a repeat is ignored). `rotated` is
+ * the token's stored binding, or the one it gets now when it has none.
+ */
+export async function recordRotation(db: Db, rotated: NewBinding, rotation: Rotation, successor: NewBinding | undefined): Promise<void> {
+  const params = {
+    ...bindingParams('p_', rotated),
+    rotatedAt: rotation.rotatedAt,
+    rotationFingerprint: rotation.rotationFingerprint,
+    successorHash: rotation.successorHash,
+    successorCiphertext: rotation.successorCiphertext,
+    graceUntil: rotation.graceUntil,
+  };
+  if (successor) await db.raw(ROTATE_INTO_SUCCESSOR, { ...params, ...bindingParams('s_', successor) });
+  else await db.raw(ROTATE, params);
 }
 
 export async function setAlertedFingerprint(db: Db, tokenHash: string, fingerprint: string): Promise<void> {

@@ -1,7 +1,14 @@
 // "Connected apps": the applications a person has allowed to use their account, one entry per
 // app however many grants (one per browser session, plus offline access) it holds.
 import type { Knex } from 'knex';
-import { deleteExpiredGrantRecords, listGrantRecords, type AccountGrantListing } from '../db/account-grants.ts';
+import { deleteExpiredGrantRecords, listGrantRecords, touchGrantRecord, type AccountGrantListing } from '../db/account-grants.ts';
+
+/**
+ * How precisely "last used" is kept, in seconds. Every authorization and every token request
+ * uses a grant; writing each use would put a database write on every refresh for a date shown
+ * to the day.
+ */
+export const LAST_USED_PRECISION_SECONDS = 60;
 
 export interface ConnectedApp {
   clientId: string;
@@ -44,4 +51,66 @@ export async function connectedApps(knex: Knex, accountId: string): Promise<Conn
     merge(app, row);
   }
   return [...apps.values()].sort((a, b) => b.grantedAt.getTime() - a.grantedAt.getTime());
+}
+
+/** Keeps "last used" of grants, writing each grant at most once per LAST_USED_PRECISION_SECONDS. */
+export interface GrantUsage {
+  /** The grant's row was just written with "last used" set (it was created or saved again). */
+  recorded(grantId: string): void;
+  /** The grant was used. */
+  used(grantId: string): Promise<void>;
+  /** The grant is gone. */
+  forget(grantId: string): void;
+}
+
+/**
+ * "Last used" with one write per grant per minute at most. Each instance remembers when it last
+ * wrote (or found recent) each grant and skips the database within the minute; the UPDATE itself
+ * is conditional, so instances that each remember nothing yet do not all write. The memory is
+ * bounded: a grant it had to let go of costs one conditional UPDATE more, never a wrong date.
+ * With several instances "last used" can trail the true last use by up to two minutes (the row
+ * was written by one instance just before another began skipping); with one, by one minute.
+ */
+export function grantUsage(knex: Knex, opts: { maxEntries?: number; now?: () => number } = {}): GrantUsage {
+  const maxEntries = opts.maxEntries ?? 10_000;
+  const now = opts.now ?? Date.now;
+  const windowMs = LAST_USED_PRECISION_SECONDS * 1000;
+  // Grant id -> when this instance last wrote it or found it recent. Entries are re-inserted on
+  // every update, so the map's order is the order of those times, oldest first.
+  const seen = new Map<string, number>();
+
+  const remember = (grantId: string, at: number): void => {
+    seen.delete(grantId);
+    if (seen.size >= maxEntries) {
+      for (const [id, time] of seen) {
+        // The oldest are first: stop at the first entry still inside the window, unless the map
+        // is full of such entries, in which case the oldest goes anyway.
+        if (at - time < windowMs && seen.size < maxEntries) break;
+        seen.delete(id);
+      }
+    }
+    seen.set(grantId, at);
+  };
+
+  return {
+    recorded(grantId) {
+      remember(grantId, now());
+    },
+    async used(grantId) {
+      const at = now();
+      const last = seen.get(grantId);
+      if (last !== undefined && at - last < windowMs) return;
+      remember(grantId, at);
+      try {
+        await touchGrantRecord(knex, grantId, LAST_USED_PRECISION_SECONDS);
+      } catch (err) {
+        // Try again at the next use rather than a minute later.
+        if (seen.get(grantId) === at) seen.delete(grantId);
+        throw err;
+      }
+    },
+    forget(grantId) {
+      seen.delete(grantId);
+    },
+  };
 }

@@ -1,7 +1,7 @@
 // Grants as people see them ("Connected apps"): every save of an oidc-provider Grant updates its
-// row in account_grants, destroying or revoking one removes the row, and each authorization or
-// token request under it marks it used. Revoking an app's access ends its grants and every token
-// issued under them, and tells the app by back-channel logout.
+// row in account_grants, destroying or revoking one removes the row, and authorization and token
+// requests under it mark it used (at most once a minute, see grantUsage). Revoking an app's access
+// ends its grants and every token issued under them, and tells the app by back-channel logout.
 //
 // The protocol store is reached through the adapters rather than the Provider, so an account can
 // be erased by code that holds no Provider (the CLI, the admin API); the provider, when there is
@@ -10,8 +10,9 @@ import type Provider from 'oidc-provider';
 import type { Adapter, Grant } from 'oidc-provider';
 import type { Services } from '../services.ts';
 import { AppError } from '../errors.ts';
-import { deleteGrantRecords, grantIdsOf, touchGrantRecord, upsertGrantRecord } from '../db/account-grants.ts';
+import { deleteGrantRecords, grantIdsOf, upsertGrantRecord } from '../db/account-grants.ts';
 import { unexpiredSessionIds } from '../db/personal-data.ts';
+import { grantUsage } from '../domain/connected-apps.ts';
 import { auditContext, recordAudit, type AuditMeta } from '../domain/audit.ts';
 import { redisAdapterFactory } from './adapters/redis.ts';
 import { sqlAdapterFactory } from './adapters/sql.ts';
@@ -44,20 +45,26 @@ function recordOf(grant: Grant, expiration: number | undefined) {
 /** Keeps account_grants in step with the provider's grants. */
 export function trackGrants(services: Services, provider: Provider): void {
   const log = (what: string) => (err: unknown) => services.logger.warn({ err }, `${what} failed`);
+  const usage = grantUsage(services.knex);
   provider.on('grant.saved', (grant) => {
     if (!grant.accountId || !grant.clientId) return;
     // `expiration` is the library's TTL getter; its type declarations do not list it.
     const expiration = (grant as unknown as { expiration?: number }).expiration;
+    // The row is written with "last used" set, so the authorization and the code exchange that
+    // follow a consent need not write it again.
+    usage.recorded(grant.jti);
     void upsertGrantRecord(services.knex, recordOf(grant, expiration)).catch(log('recording a grant'));
   });
   provider.on('grant.destroyed', (grant) => {
+    usage.forget(grant.jti);
     void deleteGrantRecords(services.knex, [grant.jti]).catch(log('forgetting a grant'));
   });
   provider.on('grant.revoked', (_ctx, grantId) => {
+    usage.forget(grantId);
     void deleteGrantRecords(services.knex, [grantId]).catch(log('forgetting a grant'));
   });
   const touch = (grantId: string | undefined) => {
-    if (grantId) void touchGrantRecord(services.knex, grantId).catch(log('marking a grant used'));
+    if (grantId) void usage.used(grantId).catch(log('marking a grant used'));
   };
   provider.on('authorization.success', (ctx) => touch(ctx.oidc.entities.Grant?.jti));
   provider.on('grant.success', (ctx) => touch(ctx.oidc.entities.Grant?.jti));

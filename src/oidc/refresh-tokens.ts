@@ -22,13 +22,15 @@ import type { Context, Middleware } from 'koa';
 import type { Knex } from 'knex';
 import { calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import { UAParser } from 'ua-parser-js';
 import type { Config } from '../config.ts';
+import { LruCache } from '../lru-cache.ts';
 import type { Services } from '../services.ts';
 import type { ProviderHost } from './provider-host.ts';
 import { oauthError, tokenRequestForm } from './token-request-body.ts';
 import { revokeSessions } from './sessions.ts';
-import { findBinding, insertBinding, markRotated, setAlertedFingerprint, sweepBindings, type TokenBindingRow } from '../db/token-bindings.ts';
+import { findBinding, insertBinding, recordRotation, setAlertedFingerprint, sweepBindings, type NewBinding, type TokenBindingRow } from '../db/token-bindings.ts';
 import { findSession } from '../db/account-sessions.ts';
 import { recordAudit, type AuditEvent } from '../domain/audit.ts';
 import { findAccountById } from '../domain/users.ts';
@@ -109,13 +111,27 @@ function presentedClient(ctx: Context, params: URLSearchParams): PresentedClient
   return { clientId: params.get('client_id') ?? undefined, secret: secret ?? undefined, method: secret !== null ? 'post' : 'none' };
 }
 
-/** The browser (or HTTP library) family, without its version, so updates do not count as a new device. */
-export function userAgentFamily(userAgent: string | undefined): string {
-  if (!userAgent) return 'unknown';
+function parseUserAgentFamily(userAgent: string): string {
   const browser = new UAParser(userAgent).getBrowser().name;
   if (browser) return browser.slice(0, 64);
   // Apps and libraries ("okhttp/4.12", "MyApp/3.1 CFNetwork/...") name themselves first.
   return /^\s*([A-Za-z][A-Za-z0-9._-]*)/.exec(userAgent)?.[1]?.slice(0, 64) ?? 'unknown';
+}
+
+// An app sends the same user agent at every refresh, and parsing one tries dozens of regular
+// expressions (50 to 70 µs here), so families are remembered per header value. Headers longer
+// than any browser sends are parsed but not kept, so odd clients cannot make the cache large.
+const MAX_REMEMBERED_USER_AGENT_LENGTH = 512;
+const userAgentFamilies = new LruCache<string, string>(1_000);
+
+/** The browser (or HTTP library) family, without its version, so updates do not count as a new device. */
+export function userAgentFamily(userAgent: string | undefined): string {
+  if (!userAgent) return 'unknown';
+  const known = userAgentFamilies.get(userAgent);
+  if (known !== undefined) return known;
+  const family = parseUserAgentFamily(userAgent);
+  if (userAgent.length <= MAX_REMEMBERED_USER_AGENT_LENGTH) userAgentFamilies.set(userAgent, family);
+  return family;
 }
 
 export interface Fingerprint {
@@ -162,6 +178,35 @@ function graceSecondsOf(client: ClientModel | undefined): number {
   // Extra client metadata keeps its registered (snake_case) name on the provider's client.
   const value = (client as unknown as { refresh_token_grace_seconds?: unknown } | undefined)?.refresh_token_grace_seconds;
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : 0;
+}
+
+/** What a chain of refresh tokens passes from each token to its successor. */
+type ChainBinding = Pick<NewBinding, 'fingerprint' | 'uaFamily' | 'dpopJkt' | 'remember' | 'alertedFingerprint'>;
+
+/** A stored binding in the shape it is written in. */
+function bindingOfRow(row: TokenBindingRow): NewBinding {
+  return {
+    tokenHash: row.token_hash,
+    accountId: row.account_id,
+    clientId: row.client_id,
+    sessionUid: row.session_uid ?? undefined,
+    grantId: row.grant_id ?? undefined,
+    fingerprint: row.fingerprint,
+    uaFamily: row.ua_family ?? undefined,
+    dpopJkt: row.dpop_jkt ?? undefined,
+    remember: row.remember,
+    alertedFingerprint: row.alerted_fingerprint ?? undefined,
+    expiresAt: row.expires_at,
+  };
+}
+
+/**
+ * What oidc-provider resolved while answering the request (the authenticated client, the token it
+ * issued). The provider runs mounted on the same context and defines `oidc` on it; a request
+ * answered before reaching the provider has none.
+ */
+function providerEntities(ctx: Context): KoaContextWithOIDC['oidc']['entities'] | undefined {
+  return (ctx as Partial<Pick<KoaContextWithOIDC, 'oidc'>>).oidc?.entities;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,20 +262,27 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     return typeof body.refresh_token === 'string' ? { body, refreshToken: body.refresh_token } : undefined;
   };
 
-  /** Records a newly issued refresh token with its binding. */
-  const recordIssued = async (provider: Provider, value: string, binding: Omit<Parameters<typeof insertBinding>[1], 'tokenHash' | 'accountId' | 'clientId' | 'sessionUid' | 'grantId' | 'expiresAt'>): Promise<RefreshTokenModel | undefined> => {
-    const token = await findToken(provider, value);
+  /**
+   * The binding of a refresh token the provider has just issued in answer to `ctx`. The provider
+   * leaves the token it issued on the request's context, and an opaque token's value is its id,
+   * so it is taken from there rather than read back from the store (which stays the fallback).
+   */
+  const issuedBinding = async (ctx: Context, provider: Provider, value: string, chain: ChainBinding): Promise<NewBinding | undefined> => {
+    const issued = providerEntities(ctx)?.RefreshToken;
+    const token = issued?.jti === value ? issued : await findToken(provider, value);
     if (!token?.accountId || !token.clientId) return undefined;
-    await insertBinding(knex, {
-      ...binding,
+    // A token read back from the store has its expiry; one just saved has its lifetime, which the
+    // provider fixed while saving it.
+    const exp = token.exp ?? Math.floor(Date.now() / 1000) + token.remainingTTL;
+    return {
+      ...chain,
       tokenHash: sha256(value),
       accountId: token.accountId,
       clientId: token.clientId,
       sessionUid: token.sessionUid,
       grantId: token.grantId,
-      expiresAt: new Date((token.exp ?? Math.floor(Date.now() / 1000) + config.ttl.refreshToken) * 1000),
-    });
-    return token;
+      expiresAt: new Date((Number.isFinite(exp) ? exp : Math.floor(Date.now() / 1000) + config.ttl.refreshToken) * 1000),
+    };
   };
 
   /** CORS for answers given here, by the rule oidc-provider applies to the token endpoint. */
@@ -395,7 +447,8 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
       const uaFamily = userAgentFamily(ctx.get('user-agent') || undefined);
       // A 200 means oidc-provider verified the DPoP proof, so its key is the one to bind to.
       const fingerprint = fingerprintOf(presented.clientId ?? '', uaFamily, jkt === 'unreadable' ? undefined : jkt);
-      await recordIssued(provider, issued.refreshToken, { fingerprint: fingerprint.value, uaFamily, dpopJkt: fingerprint.jkt, remember, alertedFingerprint: undefined });
+      const binding = await issuedBinding(ctx, provider, issued.refreshToken, { fingerprint: fingerprint.value, uaFamily, dpopJkt: fingerprint.jkt, remember, alertedFingerprint: undefined });
+      if (binding) await insertBinding(knex, binding);
       sweepNow();
     } catch (err) {
       logger.error({ err, requestId: ctx.state.requestId }, 'recording an issued refresh token failed');
@@ -410,6 +463,12 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     }
     const provider = host.provider;
     const tokenHash = sha256(value);
+    // The binding is read here, apart from the write that records the rotation (recordRotation):
+    // what it says (rotated, grace window, device) decides whether the provider runs at all, and
+    // the write needs the successor, which exists only once the provider has answered. Claiming
+    // the row in the read instead (an UPDATE ... RETURNING) would turn every read, reuse and
+    // refused requests included, into a write that has to be undone when the provider refuses.
+    // Both reads go out at once, so the select costs no extra wait.
     const [token, stored] = await Promise.all([findToken(provider, value), findBinding(knex, tokenHash)]);
     // Unknown, revoked or expired-and-gone: the provider gives its usual answer.
     if (!token) {
@@ -456,42 +515,40 @@ export function refreshTokenLifecycle(services: Services, host: ProviderHost): M
     const issued = issuedRefreshToken(ctx);
     if (!issued || issued.refreshToken === value) return;
     try {
-      const client = await provider.Client.find(row?.client_id ?? token.clientId ?? '');
+      // The client the provider authenticated: the token's own (it refuses any other).
+      const client = providerEntities(ctx)?.Client ?? (await provider.Client.find(row?.client_id ?? token.clientId ?? ''));
       const grace = graceSecondsOf(client);
       // A token issued before bindings were recorded is bound from its first refresh on.
-      const binding = row ?? { fingerprint: fingerprint.value, ua_family: fingerprint.uaFamily, dpop_jkt: fingerprint.jkt ?? null, alerted_fingerprint: null };
-      const alerted = mismatch ? fingerprint.value : (binding.alerted_fingerprint ?? undefined);
-      if (row && mismatch) await fingerprintMismatch(provider, row, fingerprint, false, meta);
-      await recordIssued(provider, issued.refreshToken, {
-        fingerprint: binding.fingerprint,
-        uaFamily: binding.ua_family ?? undefined,
-        dpopJkt: binding.dpop_jkt ?? undefined,
+      const rotated: NewBinding = row ? bindingOfRow(row) : {
+        tokenHash,
+        accountId: token.accountId,
+        clientId: token.clientId ?? presented.clientId ?? '',
+        sessionUid: token.sessionUid,
+        grantId: token.grantId,
+        fingerprint: fingerprint.value,
+        uaFamily: fingerprint.uaFamily,
+        dpopJkt: fingerprint.jkt,
         remember,
-        alertedFingerprint: alerted,
+        alertedFingerprint: undefined,
+        expiresAt: new Date((token.exp ?? Math.floor(Date.now() / 1000)) * 1000),
+      };
+      if (row && mismatch) await fingerprintMismatch(provider, row, fingerprint, false, meta);
+      // The successor inherits the chain's binding.
+      const successor = await issuedBinding(ctx, provider, issued.refreshToken, {
+        fingerprint: rotated.fingerprint,
+        uaFamily: rotated.uaFamily,
+        dpopJkt: rotated.dpopJkt,
+        remember,
+        alertedFingerprint: mismatch ? fingerprint.value : rotated.alertedFingerprint,
       });
-      if (!row) {
-        await insertBinding(knex, {
-          tokenHash,
-          accountId: token.accountId,
-          clientId: token.clientId ?? presented.clientId ?? '',
-          sessionUid: token.sessionUid,
-          grantId: token.grantId,
-          fingerprint: fingerprint.value,
-          uaFamily: fingerprint.uaFamily,
-          dpopJkt: fingerprint.jkt,
-          remember,
-          alertedFingerprint: undefined,
-          expiresAt: new Date((token.exp ?? Math.floor(Date.now() / 1000)) * 1000),
-        });
-      }
       const rotatedAt = new Date();
-      await markRotated(knex, tokenHash, {
+      await recordRotation(knex, rotated, {
         rotatedAt,
         rotationFingerprint: fingerprint.value,
-        successorHash: sha256(issued.refreshToken),
+        successorHash: successor?.tokenHash ?? sha256(issued.refreshToken),
         successorCiphertext: grace > 0 ? services.secrets.encrypt(JSON.stringify(issued.body), successorAssociatedData(tokenHash)) : null,
         graceUntil: grace > 0 ? new Date(rotatedAt.getTime() + grace * 1000) : null,
-      });
+      }, successor);
       sweepNow();
     } catch (err) {
       logger.error({ err, requestId: ctx.state.requestId }, 'recording a refresh token rotation failed');
