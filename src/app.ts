@@ -30,8 +30,9 @@ import { authzRouter } from './api/authz-router.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-function wantsJson(ctx: Koa.Context): boolean {
-  return ctx.path.startsWith('/admin/api') || (!ctx.accepts('html') && Boolean(ctx.accepts('json')));
+/** Paths whose errors are always JSON: the admin API and the provider's JSON endpoints. */
+function wantsJson(ctx: Koa.Context, apiPaths: ReadonlySet<string>): boolean {
+  return ctx.path.startsWith('/admin/api') || apiPaths.has(ctx.path) || typeof ctx.render !== 'function' || (!ctx.accepts('html') && Boolean(ctx.accepts('json')));
 }
 
 /** Maps a thrown value to what the caller may see; only AppErrors and client errors are explained. */
@@ -109,7 +110,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
       if (!expected) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
       ctx.status = status;
       if (isAppError(err) && err.code === 'rate_limited') setRetryAfter(ctx, Number(err.details?.retryAfterSeconds ?? 60));
-      if (wantsJson(ctx)) {
+      if (wantsJson(ctx, apiPaths)) {
         ctx.body = { error: code, error_description: message };
       } else {
         await ctx.render('error', { heading: status >= 500 ? 'Something went wrong' : 'This request could not be completed', message, code, requestId: ctx.state.requestId });
@@ -124,17 +125,24 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   // The provider's JSON endpoints get the API header set, everything else the page set.
   const apiPaths = new Set(['/.well-known/openid-configuration', ...(['discovery', 'jwks', 'token', 'introspection', 'revocation', 'userinfo'] as const).map((name) => provider.pathFor(name))]);
   app.use(securityHeaders(headers, apiPaths));
+
+  // The token, introspection and revocation endpoints go from here through their own guards to
+  // the provider, past the views, static files and routers below, none of which answers these
+  // paths (their errors are JSON, see wantsJson): they are the most
+  // requested paths after discovery and JWKS. Any middleware added below that must see one of
+  // these paths has to be added to this chain instead.
+  const notFound: Koa.Middleware = () => {
+    throw new AppError('not_found', 'There is no page at this address.', 404);
+  };
+  // The provider answers every method it serves on these paths and passes on the others (GET
+  // /token): those end here rather than going through everything below and the provider again.
+  const tokenEndpoints = compose([tokenEndpointRateLimit(services.rateLimits), refreshTokenLifecycle(services, host), apiKeyIntrospection(services, host), host.middleware, notFound]);
+  const tokenPaths = new Set(['token', 'introspection', 'revocation'].map((name) => provider.pathFor(name)));
+  app.use((ctx, next) => (tokenPaths.has(ctx.path) ? tokenEndpoints(ctx, next) : next()));
+
   app.use(views(path.join(ROOT, 'views'), { extension: 'ejs', options: { cache: config.env === 'production' } }));
   app.use(mount('/static', serve(path.join(ROOT, 'public'), { maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
   app.use(mount('/static/vendor/simplewebauthn-browser.js', serve(path.join(ROOT, 'node_modules/@simplewebauthn/browser/dist/bundle'), { index: 'index.umd.min.js', maxage: 24 * 3600 * 1000, gzip: false, brotli: false })));
-
-  // The token, introspection and revocation endpoints go from here through their own guards to
-  // the provider, past the routers below, none of which answers these paths: they are the most
-  // requested paths after discovery and JWKS. Any middleware added below that must see one of
-  // these paths has to be added to this chain instead.
-  const tokenEndpoints = compose([tokenEndpointRateLimit(services.rateLimits), refreshTokenLifecycle(services, host), apiKeyIntrospection(services, host), host.middleware]);
-  const tokenPaths = new Set(['token', 'introspection', 'revocation'].map((name) => provider.pathFor(name)));
-  app.use((ctx, next) => (tokenPaths.has(ctx.path) ? tokenEndpoints(ctx, next) : next()));
 
   const health = healthRouter(services);
   app.use(health.routes());
@@ -150,9 +158,7 @@ export async function buildApp(services: Services): Promise<BuiltApp> {
   app.use(authz.routes()).use(authz.allowedMethods());
   app.use(federationCallbackRouter(services).routes());
   app.use(host.middleware);
-  app.use(() => {
-    throw new AppError('not_found', 'There is no page at this address.', 404);
-  });
+  app.use(notFound);
   const listener = withDirectEndpoints(app.callback(), {
     paths: new Set(['/.well-known/openid-configuration', provider.pathFor('discovery'), provider.pathFor('jwks')]),
     headers: headers.api,

@@ -11,8 +11,6 @@ const FORM = 'application/x-www-form-urlencoded';
 
 type RawBodyRequest = Context['req'] & { body?: Buffer | string };
 
-class BodyTooLarge extends Error {}
-
 /** An OAuth-style JSON error response (RFC 6749 5.2). */
 export function oauthError(ctx: Context, status: number, error: string, description: string): void {
   ctx.status = status;
@@ -21,33 +19,63 @@ export function oauthError(ctx: Context, status: number, error: string, descript
   ctx.body = { error, error_description: description };
 }
 
+/** The parameters of each request's form, parsed once however many middlewares ask. */
+const parsed = new WeakMap<object, URLSearchParams>();
+
+/** The whole body, or 'too-large' once it passes the limit (the rest is left unread). */
+function readBody(req: Context['req'], limit: number): Promise<Buffer | 'too-large'> {
+  // Events rather than an async iterator over the stream: the iterator cost a tenth of a
+  // client_credentials request (docs/performance.md), and a form body is one or two chunks.
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (chunk: Buffer | string) => {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      received += buffer.length;
+      if (received > limit) {
+        // Stop reading but keep the socket: our own error response still has to go out on it.
+        stop();
+        req.pause();
+        resolve('too-large');
+        return;
+      }
+      chunks.push(buffer);
+    };
+    const onEnd = () => {
+      stop();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received));
+    };
+    const onError = (err: Error) => {
+      stop();
+      reject(err);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
 /** The form parameters, read once and left on `ctx.req.body` for oidc-provider. */
 export async function tokenRequestForm(ctx: Context): Promise<URLSearchParams | undefined | 'rejected'> {
-  if (!ctx.is(FORM)) return undefined;
   const req = ctx.req as RawBodyRequest;
-  if (req.body !== undefined) return new URLSearchParams(typeof req.body === 'string' ? req.body : req.body.toString('utf8'));
+  const known = parsed.get(req);
+  if (known) return known;
+  if (!ctx.is(FORM)) return undefined;
+  if (req.body !== undefined) return remember(req, typeof req.body === 'string' ? req.body : req.body.toString('utf8'));
   if (!ctx.req.readable) return undefined;
   // A declared length over the limit: leave the stream alone and let oidc-provider refuse it.
   if (ctx.request.length !== undefined && ctx.request.length > TOKEN_BODY_LIMIT) return undefined;
-  const chunks: Buffer[] = [];
-  let received = 0;
-  try {
-    // destroyOnReturn: false keeps the socket usable for our own error response.
-    for await (const chunk of ctx.req.iterator({ destroyOnReturn: false })) {
-      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-      received += buffer.length;
-      if (received > TOKEN_BODY_LIMIT) throw new BodyTooLarge();
-      chunks.push(buffer);
-    }
-  } catch (err) {
+  const raw = await readBody(ctx.req, TOKEN_BODY_LIMIT);
+  if (raw === 'too-large') {
     // The stream is partly read, so oidc-provider cannot see this request; answer as it would.
-    if (err instanceof BodyTooLarge) {
-      oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
-      return 'rejected';
-    }
-    throw err;
+    oauthError(ctx, 400, 'invalid_request', 'failed to parse the request body');
+    return 'rejected';
   }
-  const raw = Buffer.concat(chunks, received);
   let text: string;
   try {
     // Decoded as oidc-provider decodes a stream it reads itself: by the declared charset.
@@ -57,6 +85,11 @@ export async function tokenRequestForm(ctx: Context): Promise<URLSearchParams | 
     return 'rejected';
   }
   req.body = ctx.request.charset ? text : raw;
-  return new URLSearchParams(text);
+  return remember(req, text);
 }
 
+function remember(req: RawBodyRequest, text: string): URLSearchParams {
+  const params = new URLSearchParams(text);
+  parsed.set(req, params);
+  return params;
+}
