@@ -10,7 +10,7 @@ import pg from 'pg';
 import { ROOT, testSecrets } from '../test/helpers/server.ts';
 import { describeMachine, processTree, rssBytes, threadCounts } from './lib/proc.ts';
 import { formatProfile, loadProfile, summarizeProfile, type ProfileSummary } from './lib/profile.ts';
-import { checkTargets, compare, formatChecks, formatTable, type TargetResult } from './lib/report.ts';
+import { checkTargets, compare, COMPARED, formatChecks, formatTable, type TargetResult } from './lib/report.ts';
 import {
   argon2Scenario,
   burstScenario,
@@ -31,6 +31,7 @@ import {
 import { createDatabase, flushRedis, gatehouseCli, startBaseline, startGatehouse, tail, type BenchServer } from './lib/servers.ts';
 import { wrkVersion } from './lib/wrk.ts';
 import { probeRoundTrips } from './lib/roundtrips.ts';
+import { formatPaired, pairRound, summarizePairs, type PairedResult, type PairedRound } from './lib/paired.ts';
 import { loadConfig } from '../src/config.ts';
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -42,6 +43,10 @@ const USAGE = `Usage: npm run bench -- [options]
   --embedded-only         only the embedded (PGlite) target
   --skip-embedded         no embedded target
   --skip-baseline         no bare oidc-provider baseline
+  --paired N              instead of the full run: discovery, JWKS, client_credentials and
+                          introspection on Gatehouse (PostgreSQL + Redis) and the baseline in N
+                          alternating pairs of runs, and the median ratios (steadier on a machine
+                          whose speed drifts; with --baseline-redis, against the Redis baseline)
   --baseline-redis        also run the baseline with its tokens in Redis (Gatehouse's adapter), to
                           tell the cost of shared storage from the cost of everything else
   --cluster N             also run the Postgres + Redis target as N node:cluster workers
@@ -70,6 +75,7 @@ const { values: args } = parseArgs({
     'skip-embedded': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
     'baseline-redis': { type: 'boolean', default: false },
+    paired: { type: 'string' },
     cluster: { type: 'string' },
     sessions: { type: 'string', default: '2000' },
     'embedded-sessions': { type: 'string', default: '300' },
@@ -124,6 +130,7 @@ const opts: RunOptions = {
   tmpDir,
 };
 const clusterWorkers = args.cluster === undefined ? 0 : positiveInt('cluster', args.cluster);
+const pairedRounds = args.paired === undefined ? 0 : positiveInt('paired', args.paired);
 const sessions = positiveInt('sessions', args.sessions, true);
 const embeddedSessions = positiveInt('embedded-sessions', args['embedded-sessions'], true);
 const serverEnv: Record<string, string> = {};
@@ -329,6 +336,55 @@ async function runBaseline(redisUrl?: string): Promise<TargetResult> {
   return target;
 }
 
+/** --paired: the compared scenarios on Gatehouse and the baseline, in alternating pairs of runs. */
+async function runPaired(rounds: number): Promise<PairedResult[]> {
+  const baselineRedis = args['baseline-redis'] ? redisUrl.replace(/\/(\d+)$/, (_m, db: string) => `/${(Number(db) + 1) % 16}`) : undefined;
+  log(`paired: postgres+redis and ${baselineRedis ? 'bare oidc-provider + Redis' : 'bare oidc-provider'}, ${rounds} rounds per scenario`);
+  const db = await createDatabase(adminUrl);
+  await flushRedis(redisUrl);
+  if (baselineRedis) await flushRedis(baselineRedis);
+  let gatehouse: BenchServer | undefined;
+  let baseline: BenchServer | undefined;
+  try {
+    const started = await startGatehouse({ label: 'postgres+redis', env: { DATABASE_URL: db.url, REDIS_URL: redisUrl, ...testSecrets(), ...serverEnv }, workers: 0, logDir: tmpDir, logLevel: args['log-level'] });
+    gatehouse = started;
+    await registerFixtures(started.env);
+    baseline = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl: baselineRedis });
+    const requests = async (server: BenchServer, name: string) => {
+      if (name === 'discovery') return discoveryRequest();
+      if (name === 'jwks') return jwksRequest();
+      if (name === 'cc-opaque') return ccRequest(FIXTURES.m2m);
+      if (name === 'cc-jwt') return ccRequest(FIXTURES.m2m, FIXTURES.resource);
+      return introspectionRequest(server, FIXTURES.m2m);
+    };
+    const results: PairedResult[] = [];
+    for (const name of COMPARED) {
+      if (!wanted(name as ScenarioName)) continue;
+      const forGatehouse = await requests(gatehouse, name);
+      const forBaseline = await requests(baseline, name);
+      const pairs: PairedRound[] = [];
+      for (let r = 0; r < rounds; r++) {
+        // Alternating who goes first, so neither side always gets the warmer machine.
+        const first = r % 2 === 0;
+        const g1 = first ? await fixedRequest(gatehouse, name, forGatehouse, opts) : undefined;
+        const b = await fixedRequest(baseline, name, forBaseline, opts);
+        const g = g1 ?? await fixedRequest(gatehouse, name, forGatehouse, opts);
+        const pair = pairRound(g, b);
+        pairs.push(pair);
+        log(`  ${name} round ${r + 1}: gatehouse ${g.perServerCpuSecond}/CPU-s, bare ${b.perServerCpuSecond}/CPU-s, ${pair.cpuRatio}x (others ${g.otherCpuSeconds}s / ${b.otherCpuSeconds}s)`);
+      }
+      results.push(summarizePairs(name, pairs));
+    }
+    return results;
+  } finally {
+    await gatehouse?.stop();
+    await baseline?.stop();
+    await db.drop().catch((err: unknown) => log(`dropping the bench database failed: ${String(err)}`));
+    await flushRedis(redisUrl).catch(() => undefined);
+    if (baselineRedis) await flushRedis(baselineRedis).catch(() => undefined);
+  }
+}
+
 /** Which code was measured: the commit, and whether the work tree differed from it. */
 function sourceRevision(): string {
   if (process.env.BENCH_SOURCE) return process.env.BENCH_SOURCE;
@@ -356,19 +412,24 @@ async function main(): Promise<void> {
 
   const targets: TargetResult[] = [];
   let argon2: ScenarioResult | undefined;
+  let paired: PairedResult[] | undefined;
   try {
-    if (wanted('argon2')) {
-      log(`argon2id verify floor (m=${passwordHash.memoryCost} KiB, t=${passwordHash.timeCost}, p=${passwordHash.parallelism})`);
-      argon2 = await argon2Scenario(passwordHash, machine.cpus * 2, opts);
-      log(`  ${describe(argon2)}`);
+    if (pairedRounds > 0) {
+      paired = await runPaired(pairedRounds);
+    } else {
+      if (wanted('argon2')) {
+        log(`argon2id verify floor (m=${passwordHash.memoryCost} KiB, t=${passwordHash.timeCost}, p=${passwordHash.parallelism})`);
+        argon2 = await argon2Scenario(passwordHash, machine.cpus * 2, opts);
+        log(`  ${describe(argon2)}`);
+      }
+      if (!args['embedded-only']) {
+        targets.push(await runPostgresTarget(0));
+        if (!args['skip-baseline']) targets.push(await runBaseline());
+        if (args['baseline-redis']) targets.push(await runBaseline(redisUrl));
+        if (clusterWorkers > 0) targets.push(await runPostgresTarget(clusterWorkers));
+      }
+      if (!args['skip-embedded'] || args['embedded-only']) targets.push(await runEmbeddedTarget());
     }
-    if (!args['embedded-only']) {
-      targets.push(await runPostgresTarget(0));
-      if (!args['skip-baseline']) targets.push(await runBaseline());
-      if (args['baseline-redis']) targets.push(await runBaseline(redisUrl));
-      if (clusterWorkers > 0) targets.push(await runPostgresTarget(clusterWorkers));
-    }
-    if (!args['skip-embedded'] || args['embedded-only']) targets.push(await runEmbeddedTarget());
   } finally {
     // Profiles are kept for a closer look; everything else in the scratch directory goes.
     if (args['cpu-prof']) log(`CPU profiles and server logs kept in ${tmpDir}`);
@@ -377,7 +438,8 @@ async function main(): Promise<void> {
 
   const comparisons = compare(targets);
   const checks = checkTargets(targets, comparisons, argon2);
-  process.stdout.write(`${formatTable(targets, comparisons, argon2)}\n${formatChecks(checks)}\n`);
+  if (paired) process.stdout.write(`\n${formatPaired(paired, args['baseline-redis'] ? 'bare oidc-provider + Redis' : 'bare oidc-provider')}\n`);
+  else process.stdout.write(`${formatTable(targets, comparisons, argon2)}\n${formatChecks(checks)}\n`);
 
   const finished = new Date();
   const result = {
@@ -399,12 +461,13 @@ async function main(): Promise<void> {
     targets,
     comparisons,
     checks,
+    ...(paired ? { paired } : {}),
   };
   if (!args['no-save']) {
     const dir = path.join(ROOT, 'bench', 'results');
     fs.mkdirSync(dir, { recursive: true });
     const stamp = started.toISOString().slice(0, 16).replace(/:/g, '-');
-    const file = path.join(dir, `${stamp}-${args.label ?? (args['embedded-only'] ? 'embedded' : clusterWorkers ? `cluster${clusterWorkers}` : 'full')}.json`);
+    const file = path.join(dir, `${stamp}-${args.label ?? (paired ? 'paired' : args['embedded-only'] ? 'embedded' : clusterWorkers ? `cluster${clusterWorkers}` : 'full')}.json`);
     fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
     log(`results: ${path.relative(ROOT, file)} (${result.wallSeconds}s)`);
   }
