@@ -28,7 +28,7 @@ export interface PairedResult {
   cpuRatioMax: number;
 }
 
-/** Target ratios from the issue: discovery and JWKS 0.9x, tokens and introspection 0.8x. */
+/** Target ratios: discovery and JWKS 0.9x, tokens and introspection 0.8x. */
 export const PAIRED_GOALS: Record<string, number> = { discovery: 0.9, jwks: 0.9, 'cc-opaque': 0.8, 'cc-jwt': 0.8, introspection: 0.8 };
 
 export function median(values: readonly number[]): number {

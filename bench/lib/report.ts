@@ -1,4 +1,4 @@
-// The printed table, the Gatehouse / baseline ratios and the targets, judged on the
+// The printed table, the Gatehouse / baseline ratios and the performance targets, judged on the
 // numbers of one run.
 import type { MemoryResult, ScenarioResult } from './scenarios.ts';
 import type { ProfileSummary } from './profile.ts';
