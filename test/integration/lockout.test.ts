@@ -2,15 +2,11 @@
 // without TEST_DATABASE_URL): locks at the threshold, durations doubling up to the maximum,
 // success and unlock resetting, and exact counts under concurrent failures.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import knexFactory, { type Knex } from 'knex';
-import { loadConfig } from '../../src/config.ts';
-import { openDatabase } from '../../src/db/database.ts';
-import { migrateLatest } from '../../src/db/migrate.ts';
 import { lockoutSeconds, lockState, recordFailedLogin, recordSuccessfulLogin, unlockAccount, type LockoutConfig } from '../../src/domain/lockout.ts';
-import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/postgres.ts';
-import { tempDataDir } from '../helpers/server.ts';
+import type { Knex } from 'knex';
+import { TEST_DATABASE_URL } from '../helpers/postgres.ts';
+import { migratedEmbedded, migratedPostgres } from '../helpers/databases.ts';
 
 interface LockoutColumns {
   failed_login_count: number;
@@ -174,36 +170,9 @@ function lockoutSuite(name: string, open: () => Promise<{ knex: Knex; close(): P
   });
 }
 
-lockoutSuite('embedded PGlite', async () => {
-  const dataDir = tempDataDir('gh-lockout-');
-  const database = await openDatabase(loadConfig({ DATA_DIR: dataDir }));
-  await migrateLatest(database.knex);
-  return {
-    knex: database.knex,
-    async close() {
-      await database.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
-
-lockoutSuite(
-  'PostgreSQL',
-  async () => {
-    const database = await createTestDatabase('gh_lockout');
-    // A pool wide enough that the concurrent tests really run in parallel sessions.
-    const knex = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 10 } });
-    await migrateLatest(knex);
-    return {
-      knex,
-      async close() {
-        await knex.destroy();
-        await database.drop();
-      },
-    };
-  },
-  !TEST_DATABASE_URL,
-);
+lockoutSuite('embedded PGlite', () => migratedEmbedded('gh-lockout-'));
+// A pool wide enough that the concurrent tests really run in parallel sessions.
+lockoutSuite('PostgreSQL', () => migratedPostgres('gh_lockout', 10), !TEST_DATABASE_URL);
 
 describe('lockState and lockoutSeconds', () => {
   it('reads either naming and treats past or missing times as unlocked', () => {

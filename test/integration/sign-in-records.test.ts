@@ -4,12 +4,9 @@
 // successful sign-in's counters, time, upgraded hash and audit event, and which second-factor
 // methods a sign-in offers. Plus the remembered User-Agent descriptions those records use.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import knexFactory, { type Knex } from 'knex';
+import type { Knex } from 'knex';
 import { loadConfig, type Config } from '../../src/config.ts';
-import { openDatabase } from '../../src/db/database.ts';
-import { migrateLatest } from '../../src/db/migrate.ts';
 import type { SessionSeen } from '../../src/db/account-sessions.ts';
 import { insertFactor, replaceRecoveryCodes } from '../../src/db/mfa-factors.ts';
 import { observeAuditEvents, type AuditEvent } from '../../src/domain/audit.ts';
@@ -21,7 +18,8 @@ import { LruCache } from '../../src/lru-cache.ts';
 import { describeUserAgent } from '../../src/user-agent.ts';
 import type { MailTemplateName } from '../../src/notify/templates.ts';
 import type { QueuedMail } from '../../src/notify/notifier.ts';
-import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/postgres.ts';
+import { TEST_DATABASE_URL } from '../helpers/postgres.ts';
+import { migratedEmbedded, migratedPostgres } from '../helpers/databases.ts';
 import { tempDataDir } from '../helpers/server.ts';
 
 const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36';
@@ -238,36 +236,9 @@ function signInSuite(name: string, open: () => Promise<{ knex: Knex; close(): Pr
   });
 }
 
-signInSuite('embedded PGlite', async () => {
-  const dataDir = tempDataDir('gh-sign-in-');
-  const database = await openDatabase(loadConfig({ DATA_DIR: dataDir }));
-  await migrateLatest(database.knex);
-  return {
-    knex: database.knex,
-    async close() {
-      await database.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
-
-signInSuite(
-  'PostgreSQL',
-  async () => {
-    const database = await createTestDatabase('gh_sign_in');
-    // Several connections, so the racing saves really run in parallel sessions.
-    const knex = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 5 } });
-    await migrateLatest(knex);
-    return {
-      knex,
-      async close() {
-        await knex.destroy();
-        await database.drop();
-      },
-    };
-  },
-  !TEST_DATABASE_URL,
-);
+signInSuite('embedded PGlite', () => migratedEmbedded('gh-sign-in-'));
+// Several connections, so the racing saves really run in parallel sessions.
+signInSuite('PostgreSQL', () => migratedPostgres('gh_sign_in', 5), !TEST_DATABASE_URL);
 
 describe('User-Agent descriptions', () => {
   it('names browser, system and device type, and nothing for an absent or unknown header', () => {

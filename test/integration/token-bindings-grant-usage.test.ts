@@ -6,17 +6,13 @@
 //   does not ask the database at all, and the database refuses a write when any instance wrote
 //   within the minute.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import knexFactory, { type Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
-import { openDatabase, type Database } from '../../src/db/database.ts';
-import { migrateLatest } from '../../src/db/migrate.ts';
 import { findBinding, insertBinding, recordRotation, type NewBinding, type Rotation } from '../../src/db/token-bindings.ts';
 import { upsertGrantRecord } from '../../src/db/account-grants.ts';
 import { grantUsage, LAST_USED_PRECISION_SECONDS } from '../../src/domain/connected-apps.ts';
-import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from '../helpers/postgres.ts';
-import { tempDataDir } from '../helpers/server.ts';
+import { TEST_DATABASE_URL } from '../helpers/postgres.ts';
+import { migratedEmbedded, migratedPostgres, type MigratedDatabase } from '../helpers/databases.ts';
 
 interface Backend {
   knex: Knex;
@@ -217,37 +213,9 @@ function suite(name: string, open: () => Promise<Backend>, skip = false): void {
   });
 }
 
-suite('embedded PGlite', async () => {
-  const dataDir = tempDataDir('gh-bindings-');
-  const database: Database = await openDatabase(loadConfig({ DATA_DIR: dataDir }));
-  await migrateLatest(database.knex);
-  return {
-    knex: database.knex,
-    // One process holds the embedded database: the "other instance" shares its connection.
-    other: database.knex,
-    async close() {
-      await database.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
-
-suite(
-  'PostgreSQL',
-  async () => {
-    const database: TestDatabase = await createTestDatabase('gh_bindings');
-    const knex = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 3 } });
-    await migrateLatest(knex);
-    const other = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 2 } });
-    return {
-      knex,
-      other,
-      async close() {
-        await knex.destroy();
-        await other.destroy();
-        await database.drop();
-      },
-    };
-  },
-  !TEST_DATABASE_URL,
-);
+const withOther = async (open: Promise<MigratedDatabase>) => {
+  const database = await open;
+  return { knex: database.knex, other: database.other(), close: () => database.close() };
+};
+suite('embedded PGlite', () => withOther(migratedEmbedded('gh-bindings-')));
+suite('PostgreSQL', () => withOther(migratedPostgres('gh_bindings', 3)), !TEST_DATABASE_URL);
