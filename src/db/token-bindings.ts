@@ -50,48 +50,59 @@ export async function findBinding(db: Db, tokenHash: string): Promise<TokenBindi
   return db<TokenBindingRow>('token_bindings').where({ token_hash: tokenHash }).first();
 }
 
-/** Stores a newly issued token's binding (a token value is never issued twice; a repeat is ignored). */
-export async function insertBinding(db: Db, binding: NewBinding): Promise<void> {
-  await db('token_bindings')
-    .insert({
-      token_hash: binding.tokenHash,
-      account_id: binding.accountId,
-      client_id: binding.clientId,
-      session_uid: binding.sessionUid ?? null,
-      grant_id: binding.grantId ?? null,
-      fingerprint: binding.fingerprint,
-      ua_family: binding.uaFamily ?? null,
-      dpop_jkt: binding.dpopJkt ?? null,
-      remember: binding.remember,
-      alerted_fingerprint: binding.alertedFingerprint ?? null,
-      expires_at: binding.expiresAt,
-    })
-    .onConflict('token_hash')
-    .ignore();
+type BindingColumns = Pick<TokenBindingRow, 'token_hash' | 'account_id' | 'client_id' | 'session_uid' | 'grant_id' | 'fingerprint' | 'ua_family' | 'dpop_jkt' | 'remember' | 'alerted_fingerprint' | 'expires_at'>;
+
+/** A binding as the columns it is stored in. */
+function bindingColumns(binding: NewBinding): BindingColumns {
+  return {
+    token_hash: binding.tokenHash,
+    account_id: binding.accountId,
+    client_id: binding.clientId,
+    session_uid: binding.sessionUid ?? null,
+    grant_id: binding.grantId ?? null,
+    fingerprint: binding.fingerprint,
+    ua_family: binding.uaFamily ?? null,
+    dpop_jkt: binding.dpopJkt ?? null,
+    remember: binding.remember,
+    alerted_fingerprint: binding.alertedFingerprint ?? null,
+    expires_at: binding.expiresAt,
+  };
 }
 
-// A binding's columns, and the named parameters bindingParams gives their values under.
-const BINDING_COLUMNS = 'token_hash, account_id, client_id, session_uid, grant_id, fingerprint, ua_family, dpop_jkt, remember, alerted_fingerprint, expires_at';
+/** A stored binding in the shape it is written in (the inverse of bindingColumns). */
+export function bindingOfRow(row: TokenBindingRow): NewBinding {
+  return {
+    tokenHash: row.token_hash,
+    accountId: row.account_id,
+    clientId: row.client_id,
+    sessionUid: row.session_uid ?? undefined,
+    grantId: row.grant_id ?? undefined,
+    fingerprint: row.fingerprint,
+    uaFamily: row.ua_family ?? undefined,
+    dpopJkt: row.dpop_jkt ?? undefined,
+    remember: row.remember,
+    alertedFingerprint: row.alerted_fingerprint ?? undefined,
+    expiresAt: row.expires_at,
+  };
+}
+
+/** Stores a newly issued token's binding (a token value is never issued twice; a repeat is ignored). */
+export async function insertBinding(db: Db, binding: NewBinding): Promise<void> {
+  await db('token_bindings').insert(bindingColumns(binding)).onConflict('token_hash').ignore();
+}
+
+// The binding columns in a fixed order (taken from bindingColumns, so the two cannot drift apart),
+// and named parameters for their values under a prefix,
+// for the statements below that knex's builder cannot express (an upsert inside a WITH).
+const BINDING_COLUMN_NAMES = Object.keys(bindingColumns({} as NewBinding)) as (keyof BindingColumns)[];
+const BINDING_COLUMNS = BINDING_COLUMN_NAMES.join(', ');
 function bindingPlaceholders(prefix: string): string {
-  return ['tokenHash', 'accountId', 'clientId', 'sessionUid', 'grantId', 'fingerprint', 'uaFamily', 'dpopJkt', 'remember', 'alertedFingerprint', 'expiresAt']
-    .map((name) => `:${prefix}${name}`)
-    .join(', ');
+  return BINDING_COLUMN_NAMES.map((column) => `:${prefix}${column}`).join(', ');
 }
 
 function bindingParams(prefix: string, binding: NewBinding): Record<string, string | boolean | Date | null> {
-  return {
-    [`${prefix}tokenHash`]: binding.tokenHash,
-    [`${prefix}accountId`]: binding.accountId,
-    [`${prefix}clientId`]: binding.clientId,
-    [`${prefix}sessionUid`]: binding.sessionUid ?? null,
-    [`${prefix}grantId`]: binding.grantId ?? null,
-    [`${prefix}fingerprint`]: binding.fingerprint,
-    [`${prefix}uaFamily`]: binding.uaFamily ?? null,
-    [`${prefix}dpopJkt`]: binding.dpopJkt ?? null,
-    [`${prefix}remember`]: binding.remember,
-    [`${prefix}alertedFingerprint`]: binding.alertedFingerprint ?? null,
-    [`${prefix}expiresAt`]: binding.expiresAt,
-  };
+  const columns = bindingColumns(binding);
+  return Object.fromEntries(BINDING_COLUMN_NAMES.map((column) => [`${prefix}${column}`, columns[column]]));
 }
 
 // The rotated token's row gets the rotation columns. It is written as an upsert because a token

@@ -23,14 +23,13 @@ import type { Knex } from 'knex';
 import { calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { UAParser } from 'ua-parser-js';
 import type { Config } from '../config.ts';
-import { LruCache } from '../lru-cache.ts';
+import { userAgentFamily } from '../user-agent.ts';
 import type { Services } from '../services.ts';
 import type { ProviderHost } from './provider-host.ts';
 import { oauthError, tokenRequestForm } from './token-request-body.ts';
 import { revokeSessions } from './sessions.ts';
-import { findBinding, insertBinding, recordRotation, setAlertedFingerprint, sweepBindings, type NewBinding, type TokenBindingRow } from '../db/token-bindings.ts';
+import { bindingOfRow, findBinding, insertBinding, recordRotation, setAlertedFingerprint, sweepBindings, type NewBinding, type TokenBindingRow } from '../db/token-bindings.ts';
 import { findSession } from '../db/account-sessions.ts';
 import { recordAudit, type AuditEvent } from '../domain/audit.ts';
 import { findAccountById } from '../domain/users.ts';
@@ -111,29 +110,6 @@ function presentedClient(ctx: Context, params: URLSearchParams): PresentedClient
   return { clientId: params.get('client_id') ?? undefined, secret: secret ?? undefined, method: secret !== null ? 'post' : 'none' };
 }
 
-function parseUserAgentFamily(userAgent: string): string {
-  const browser = new UAParser(userAgent).getBrowser().name;
-  if (browser) return browser.slice(0, 64);
-  // Apps and libraries ("okhttp/4.12", "MyApp/3.1 CFNetwork/...") name themselves first.
-  return /^\s*([A-Za-z][A-Za-z0-9._-]*)/.exec(userAgent)?.[1]?.slice(0, 64) ?? 'unknown';
-}
-
-// An app sends the same user agent at every refresh, and parsing one tries dozens of regular
-// expressions (50 to 70 µs here), so families are remembered per header value. Headers longer
-// than any browser sends are parsed but not kept, so odd clients cannot make the cache large.
-const MAX_REMEMBERED_USER_AGENT_LENGTH = 512;
-const userAgentFamilies = new LruCache<string, string>(1_000);
-
-/** The browser (or HTTP library) family, without its version, so updates do not count as a new device. */
-export function userAgentFamily(userAgent: string | undefined): string {
-  if (!userAgent) return 'unknown';
-  const known = userAgentFamilies.get(userAgent);
-  if (known !== undefined) return known;
-  const family = parseUserAgentFamily(userAgent);
-  if (userAgent.length <= MAX_REMEMBERED_USER_AGENT_LENGTH) userAgentFamilies.set(userAgent, family);
-  return family;
-}
-
 export interface Fingerprint {
   value: string;
   uaFamily: string;
@@ -182,23 +158,6 @@ function graceSecondsOf(client: ClientModel | undefined): number {
 
 /** What a chain of refresh tokens passes from each token to its successor. */
 type ChainBinding = Pick<NewBinding, 'fingerprint' | 'uaFamily' | 'dpopJkt' | 'remember' | 'alertedFingerprint'>;
-
-/** A stored binding in the shape it is written in. */
-function bindingOfRow(row: TokenBindingRow): NewBinding {
-  return {
-    tokenHash: row.token_hash,
-    accountId: row.account_id,
-    clientId: row.client_id,
-    sessionUid: row.session_uid ?? undefined,
-    grantId: row.grant_id ?? undefined,
-    fingerprint: row.fingerprint,
-    uaFamily: row.ua_family ?? undefined,
-    dpopJkt: row.dpop_jkt ?? undefined,
-    remember: row.remember,
-    alertedFingerprint: row.alerted_fingerprint ?? undefined,
-    expiresAt: row.expires_at,
-  };
-}
 
 /**
  * What oidc-provider resolved while answering the request (the authenticated client, the token it
