@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import type { Services } from '../services.ts';
 import { KEYS_CHANNEL, loadSigningKeys } from './keys.ts';
 import { createProvider } from './provider.ts';
-import type { ProviderListener } from './direct-endpoints.ts';
+import { recordDirectAnswers, type ProviderListener } from './direct-endpoints.ts';
 
 export class ProviderHost {
   readonly #services: Services;
@@ -69,6 +69,7 @@ export class ProviderHost {
       const keys = await loadSigningKeys(this.#services);
       if (keys.fingerprint === this.#fingerprint) return;
       const provider = createProvider(this.#services, keys.jwks);
+      provider.use(recordDirectAnswers);
       this.#provider = provider;
       // Provider extends Koa in v9; its types predate that, hence the cast.
       this.#handler = mount(provider as unknown as Koa);
