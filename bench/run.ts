@@ -408,7 +408,7 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const loadTool = tool === 'autocannon' || (tool === 'auto' && !wrkVersion()) ? 'autocannon' : 'wrk';
   log(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}`);
-  log(`fixed-request load: ${loadTool}; refresh, fixed-rate: autocannon; sign-ins: HTTP driver; ${opts.seconds}s measured after ${opts.warmupSeconds}s warm-up`);
+  log(`fixed-request load: ${loadTool}; refresh at saturation: autocannon; fixed rate: paced open-loop generator; sign-ins: HTTP driver; ${opts.seconds}s measured after ${opts.warmupSeconds}s warm-up`);
 
   const targets: TargetResult[] = [];
   let argon2: ScenarioResult | undefined;

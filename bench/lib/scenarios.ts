@@ -148,7 +148,7 @@ function useWrk(tool: RunOptions['tool']): boolean {
   return tool === 'auto' && wrkVersion() !== undefined;
 }
 
-/** One request repeated at saturation (wrk or autocannon), or at a fixed rate (autocannon). */
+/** One request repeated at saturation (wrk or autocannon), or at a fixed, evenly paced rate (workers/paced-load.ts). */
 export function fixedRequest(server: BenchServer, scenario: string, req: WrkRequest, opts: RunOptions, rate?: number): Promise<ScenarioResult> {
   return charged(server, scenario, 'requests', async (onMeasuring) => {
     if (rate === undefined && useWrk(opts.tool)) {

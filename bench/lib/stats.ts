@@ -38,8 +38,8 @@ export class Samples {
 
 /** What a load generator reports for the measured part of a scenario. */
 export interface LoadReport {
-  /** autocannon / wrk: HTTP load tools; http-driver: the scripted sign-in; in-process: argon2 alone. */
-  tool: 'autocannon' | 'wrk' | 'http-driver' | 'in-process';
+  /** autocannon / wrk: HTTP load tools at saturation; paced: the open-loop fixed-rate generator; http-driver: the scripted sign-in; in-process: argon2 alone. */
+  tool: 'autocannon' | 'wrk' | 'paced' | 'http-driver' | 'in-process';
   connections: number;
   /** Requests per second asked for (fixed-rate runs); undefined when saturating. */
   targetRate: number | undefined;
