@@ -7,7 +7,7 @@
 // back to back when a second starts and then waits for the next one, so "half the saturation
 // rate" meant saturation for half of each second, and its latencies were those of saturation.
 import http from 'node:http';
-import { Samples } from '../lib/stats.ts';
+import type { Samples } from '../lib/stats.ts';
 
 export interface PacedRequest {
   method: 'GET' | 'POST';
