@@ -151,6 +151,7 @@ const log = (msg: string) => process.stdout.write(`${new Date().toISOString().sl
 
 function describe(s: ScenarioResult): string {
   return `${s.scenario}: ${s.perSecond} ${s.unit}/s, p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, ${s.errors} errors, server CPU ${s.serverCpuSeconds}s, load generator ${s.generatorCpuSeconds}s, others ${s.otherCpuSeconds}s`
+    + `${s.notes?.sendLagP99Ms !== undefined ? `, generator send lag p99 ${s.notes.sendLagP99Ms} ms / max ${s.notes.sendLagMaxMs} ms` : ''}`
     + `${s.notes?.firstError ? ` (first error: ${s.notes.firstError})` : ''}`;
 }
 

@@ -4,7 +4,7 @@
 // open-loop generator of paced-load.ts.
 import autocannon from 'autocannon';
 import { runPaced } from './paced-load.ts';
-import { Samples, type LoadReport } from '../lib/stats.ts';
+import { round, Samples, type LoadReport } from '../lib/stats.ts';
 import { signalMeasuring, workerMain, workerSpec } from '../lib/worker.ts';
 import { authorizeOverHttp, tokenRequest } from '../../test/helpers/http-login.ts';
 
@@ -91,6 +91,8 @@ function refreshChains(base: string, pool: string[]): { body: () => string; onRe
 interface RunResult {
   /** Socket errors and timeouts. */
   errors: number;
+  /** Paced runs: p99 and maximum of how late requests left (the generator's own lag). */
+  sendLagMs?: { p99: number; max: number };
   statusCodes: Record<string, number>;
   lost: number;
 }
@@ -114,7 +116,8 @@ async function runPacedOnce(spec: HttpLoadSpec, rate: number, seconds: number, p
       if (status !== expected) unexpected.set(status, (unexpected.get(status) ?? 0) + count);
     }
   }
-  return { errors: result.errors, statusCodes, lost: chains?.lost() ?? 0 };
+  const lag = result.sendLag.summary();
+  return { errors: result.errors, statusCodes, lost: chains?.lost() ?? 0, sendLagMs: { p99: round(lag.p99), max: round(lag.max) } };
 }
 
 /** Saturation with autocannon. */
@@ -188,6 +191,9 @@ workerMain(async (): Promise<LoadReport> => {
     errors: result.errors + unexpectedCount,
     statusCodes,
     generatorCpuSeconds: (cpu.user + cpu.system) / 1e6,
-    ...(pool ? { notes: { refreshChainsLeft: pool.length, refreshChainsLost: result.lost } } : {}),
+    notes: {
+      ...(pool ? { refreshChainsLeft: pool.length, refreshChainsLost: result.lost } : {}),
+      ...(result.sendLagMs ? { sendLagP99Ms: result.sendLagMs.p99, sendLagMaxMs: result.sendLagMs.max } : {}),
+    },
   };
 });

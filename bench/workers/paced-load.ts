@@ -7,7 +7,7 @@
 // back to back when a second starts and then waits for the next one, so "half the saturation
 // rate" meant saturation for half of each second, and its latencies were those of saturation.
 import http from 'node:http';
-import type { Samples } from '../lib/stats.ts';
+import { Samples } from '../lib/stats.ts';
 
 export interface PacedRequest {
   method: 'GET' | 'POST';
@@ -21,6 +21,8 @@ export interface PacedRequest {
 
 export interface PacedResult {
   samples: Samples | undefined;
+  /** How late each request left after it was due (ms): the generator's own lag, part of every latency. */
+  sendLag: Samples;
   statusCodes: Map<number, number>;
   /** Socket errors and timeouts. */
   errors: number;
@@ -33,6 +35,7 @@ export async function runPaced(url: string, connections: number, rate: number, s
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const statusCodes = new Map<number, number>();
   let errors = 0;
+  const sendLag = new Samples();
   const inFlight = new Set<Promise<void>>();
 
   const send = (due: number) => {
@@ -76,6 +79,7 @@ export async function runPaced(url: string, connections: number, rate: number, s
     const tick = () => {
       const now = performance.now();
       while (sent < total && started + sent * interval <= now) {
+        sendLag.add(now - (started + sent * interval));
         send(started + sent * interval);
         sent += 1;
       }
@@ -89,5 +93,5 @@ export async function runPaced(url: string, connections: number, rate: number, s
   });
   await Promise.all(inFlight);
   agent.destroy();
-  return { samples, statusCodes, errors };
+  return { samples, sendLag, statusCodes, errors };
 }
