@@ -47,12 +47,15 @@ const recorders = new WeakMap<IncomingMessage, (answer: RememberedAnswer) => voi
  * Koa is about to render and the headers are everything the request will carry.
  */
 export const recordDirectAnswers: Middleware = async (ctx, next) => {
-  await next();
+  // The recorder is set before the provider sees the request; every other provider request (the
+  // token endpoints among them) passes straight on without waiting here.
   const record = recorders.get(ctx.req);
+  if (!record) return next();
+  await next();
   // Only a plain object, which Koa renders with JSON.stringify and no indentation, exactly as
   // here (whatever the content type: JWKS is application/jwk-set+json); never a stream or buffer.
   const { body: answer } = ctx;
-  if (!record || ctx.status !== 200 || answer === null || typeof answer !== 'object' || Object.getPrototypeOf(answer) !== Object.prototype) return;
+  if (ctx.status !== 200 || answer === null || typeof answer !== 'object' || Object.getPrototypeOf(answer) !== Object.prototype) return;
   const body = Buffer.from(JSON.stringify(answer));
   const headers: OutgoingHttpHeaders = { ...ctx.response.headers };
   delete headers['x-request-id'];
