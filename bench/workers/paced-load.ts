@@ -42,28 +42,30 @@ export async function runPaced(url: string, connections: number, rate: number, s
     const body = request.body();
     const headers = body === undefined ? request.headers : { ...request.headers, 'content-length': String(Buffer.byteLength(body)) };
     const done = new Promise<void>((resolve) => {
+      // A response that fails midway can be reported by both the response and the request:
+      // each request settles once, so its refresh token is counted lost once.
+      let settled = false;
+      const settle = (status: number, answer: string) => {
+        if (settled) return;
+        settled = true;
+        // Status 0: no answer (socket error or timeout).
+        if (status === 0) {
+          errors += 1;
+        } else {
+          samples?.add(performance.now() - due);
+          statusCodes.set(status, (statusCodes.get(status) ?? 0) + 1);
+        }
+        request.onResponse?.(status, answer);
+        resolve();
+      };
       const req = http.request({ agent, host: target.hostname, port: target.port, method: request.method, path: request.path, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          samples?.add(performance.now() - due);
-          statusCodes.set(status, (statusCodes.get(status) ?? 0) + 1);
-          request.onResponse?.(status, Buffer.concat(chunks).toString('utf8'));
-          resolve();
-        });
-        res.on('error', () => {
-          errors += 1;
-          request.onResponse?.(0, '');
-          resolve();
-        });
+        res.on('end', () => settle(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
+        res.on('error', () => settle(0, ''));
       });
       req.setTimeout(TIMEOUT_MS, () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
-        errors += 1;
-        request.onResponse?.(0, '');
-        resolve();
-      });
+      req.on('error', () => settle(0, ''));
       req.end(body);
     });
     inFlight.add(done);
@@ -78,9 +80,11 @@ export async function runPaced(url: string, connections: number, rate: number, s
     // Timers fire about once a millisecond at best: each tick sends every request now due.
     const tick = () => {
       const now = performance.now();
-      while (sent < total && started + sent * interval <= now) {
-        sendLag.add(now - (started + sent * interval));
-        send(started + sent * interval);
+      while (sent < total) {
+        const due = started + sent * interval;
+        if (due > now) break;
+        sendLag.add(now - due);
+        send(due);
         sent += 1;
       }
       if (sent >= total) {
