@@ -1,4 +1,5 @@
 // Every setting Gatehouse reads, in one zod schema. Nothing else in the code reads process.env.
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseFederation, type FederationConfig } from './federation/settings.ts';
@@ -123,6 +124,8 @@ const schema = z.object({
   PASSWORD_HASH_MEMORY_KIB: z.coerce.number().int().min(19456).default(19456),
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
+  // At most this many argon2 computations at once per process (src/domain/passwords.ts).
+  PASSWORD_HASHING_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(Math.max(1, os.availableParallelism())),
   API_KEY_ROTATION_OVERLAP: z.coerce.number().int().min(0).default(24 * 3600),
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).default(365),
   GUEST_ACCOUNT_TTL_DAYS: z.coerce.number().int().min(0).default(30),
@@ -176,6 +179,8 @@ export interface Config {
   retiredKeysPublishedSeconds: number;
   shutdownGraceSeconds: number;
   passwordHash: { memoryCost: number; timeCost: number; parallelism: number };
+  /** Password hashes computed at once by this process; more wait their turn. */
+  passwordHashingConcurrency: number;
   productName: string;
   mail: { smtpUrl: string | undefined; tlsRejectUnauthorized: boolean; from: string };
   sms: {
@@ -306,6 +311,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeCost: e.PASSWORD_HASH_ITERATIONS,
       parallelism: e.PASSWORD_HASH_PARALLELISM,
     },
+    passwordHashingConcurrency: e.PASSWORD_HASHING_CONCURRENCY,
     productName: e.PRODUCT_NAME,
     mail: {
       smtpUrl: e.SMTP_URL,

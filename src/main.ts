@@ -11,16 +11,7 @@ import { deleteExpiredTokens } from './db/one-time-tokens.ts';
 import { sweepAuditRetention } from './domain/audit-retention.ts';
 import { sweepExpiredGuests } from './domain/guest-accounts.ts';
 import { startControlServer } from './cli/control.ts';
-import { HASHING_SLOTS } from './domain/passwords.ts';
-
-// libuv creates its threadpool the first time it is used, with UV_THREADPOOL_SIZE threads (4 by
-// default), and never resizes it. argon2 hashing (at most HASHING_SLOTS at once) shares it with
-// WebCrypto signing, async fs and DNS lookups: size it so that those keep libuv's usual four
-// threads while every hashing slot is busy, and a token signature never waits for a password
-// hash. Set here rather than in the start script so that every way of starting the server
-// (npm start, the container, `node src/main.ts`) gets it; importing the modules above does not
-// touch the pool. An operator's own UV_THREADPOOL_SIZE wins.
-process.env.UV_THREADPOOL_SIZE ??= String(HASHING_SLOTS + 4);
+import { setHashingConcurrency } from './domain/passwords.ts';
 
 function banner(config: Config, firstStart: boolean): string {
   const storage = config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`;
@@ -52,6 +43,15 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // libuv creates its threadpool the first time it is used, with UV_THREADPOOL_SIZE threads (4 by
+  // default), and never resizes it. argon2 hashing (at most PASSWORD_HASHING_CONCURRENCY at once)
+  // shares it with WebCrypto signing, async fs and DNS lookups: size it so that those keep libuv's
+  // usual four threads while every hashing slot is busy, and a token signature never waits for a
+  // password hash. Set here rather than in the start script so that every way of starting the
+  // server (npm start, the container, `node src/main.ts`) gets it; importing the modules above and
+  // reading the configuration do not touch the pool. An operator's own UV_THREADPOOL_SIZE wins.
+  process.env.UV_THREADPOOL_SIZE ??= String(config.passwordHashingConcurrency + 4);
+  setHashingConcurrency(config.passwordHashingConcurrency);
   // Asynchronous, buffered log writes: a synchronous write per request line cost about a quarter
   // of the throughput of the cheapest endpoints (docs/performance.md). pino flushes the buffer
   // synchronously when the process exits, including on a crash.

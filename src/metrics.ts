@@ -4,7 +4,8 @@
 // request data, so the number of series stays bounded whatever clients send.
 import { sameSecret } from './security/credentials.ts';
 import type { Middleware } from 'koa';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { hashingLoad } from './domain/passwords.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import { observeAuditEvents, type AuditEvent } from './domain/audit.ts';
@@ -125,6 +126,28 @@ export function createMetrics(enabled = true): Metrics {
     name: 'gatehouse_lockouts_total',
     help: 'Accounts temporarily locked after repeated failed sign-in attempts.',
     registers: [registry],
+  });
+
+  // Read when scraped: a queue of waiting hashes is the sign that sign-ins outrun the cores given
+  // to hashing (PASSWORD_HASHING_CONCURRENCY, docs/performance.md).
+  new Gauge({
+    name: 'gatehouse_password_hashes',
+    help: 'Password hashes (argon2id) in this process: running, and waiting for a hashing slot.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      const load = hashingLoad();
+      this.labels('running').set(load.running);
+      this.labels('waiting').set(load.waiting);
+    },
+  });
+  new Gauge({
+    name: 'gatehouse_password_hashing_concurrency',
+    help: 'Password hashes this process computes at once (PASSWORD_HASHING_CONCURRENCY).',
+    registers: [registry],
+    collect() {
+      this.set(hashingLoad().concurrency);
+    },
   });
 
   // Series of the common label values exist from the start at 0, so rate() and alerts see the

@@ -23,28 +23,48 @@ export function assertPasswordAcceptable(password: string): void {
 }
 
 /**
- * How many argon2 computations run at once: one per core. Each is tens of milliseconds of pure CPU
- * on libuv's threadpool, which WebCrypto signing (every token), async fs and DNS share; libuv
- * queues work in one FIFO, so an unbounded burst of sign-ins would put every token signature
- * behind all of them. Excess sign-ins wait here instead, holding neither a thread nor argon2's
- * memory. More at once would not finish sooner, the cores being busy already. src/main.ts sizes
- * the threadpool to this plus the four threads libuv has by default.
+ * How many argon2 computations run at once: by default one per core (PASSWORD_HASHING_CONCURRENCY,
+ * set by src/main.ts). Each is tens of milliseconds of pure CPU on libuv's threadpool, which
+ * WebCrypto signing (every token), async fs and DNS share; libuv queues work in one FIFO, so an
+ * unbounded burst of sign-ins would put every token signature behind all of them. Excess sign-ins
+ * wait here instead, holding neither a thread nor argon2's memory. More at once than cores would
+ * not finish sooner, the cores being busy already; fewer leaves cores to the event loop (token
+ * requests, pages) during a burst, at the price of fewer sign-ins per second at peak. src/main.ts
+ * sizes the threadpool to this plus the four threads libuv has by default.
  */
-export const HASHING_SLOTS = Math.max(1, os.availableParallelism());
+export const DEFAULT_HASHING_CONCURRENCY = Math.max(1, os.availableParallelism());
 
-let freeSlots = HASHING_SLOTS;
+let slots = DEFAULT_HASHING_CONCURRENCY;
+let running = 0;
 const waiting: (() => void)[] = [];
 
+/** Sets how many computations may run at once; hashes already running finish, waiters start as room appears. */
+export function setHashingConcurrency(concurrency: number): void {
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError('hashing concurrency must be a positive integer');
+  slots = concurrency;
+  while (running < slots && waiting.length > 0) {
+    running += 1;
+    waiting.shift()!();
+  }
+}
+
+/** Hashes running and waiting for a slot right now, for the metrics. */
+export function hashingLoad(): { concurrency: number; running: number; waiting: number } {
+  return { concurrency: slots, running, waiting: waiting.length };
+}
+
 async function withHashingSlot<T>(work: () => Promise<T>): Promise<T> {
-  if (freeSlots > 0) freeSlots -= 1;
+  // A waiter is counted as running by whoever hands it the slot.
+  if (running < slots) running += 1;
   else await new Promise<void>((resolve) => waiting.push(resolve));
   try {
     return await work();
   } finally {
-    // Hand the slot straight to the next waiter (first come, first served), or free it.
-    const next = waiting.shift();
+    // Hand the slot straight to the next waiter (first come, first served) unless the
+    // concurrency was lowered meanwhile; otherwise free it.
+    const next = running <= slots ? waiting.shift() : undefined;
     if (next) next();
-    else freeSlots += 1;
+    else running -= 1;
   }
 }
 

@@ -98,4 +98,29 @@ describe('production configuration', () => {
       expect(await server.stop(), server.logs()).toBe(0);
     }
   });
+
+  it('refuses a PASSWORD_HASHING_CONCURRENCY that is not a positive whole number', async () => {
+    for (const value of ['0', 'two']) {
+      const { code, output } = await runMain({ PASSWORD_HASHING_CONCURRENCY: value });
+      expect(code, output).not.toBe(0);
+      expect(code, output).not.toBeNull();
+      expect(output).toContain('PASSWORD_HASHING_CONCURRENCY');
+    }
+  });
+
+  it('sizes hashing and libuv\'s threadpool by PASSWORD_HASHING_CONCURRENCY, and reports it in the metrics', async () => {
+    const dataDir = tempDataDir('gh-config-hashing-');
+    dirs.push(dataDir);
+    const server = await startServer({ DATA_DIR: dataDir, PASSWORD_HASHING_CONCURRENCY: '1', METRICS_ENABLED: 'true' });
+    try {
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toMatch(/^gatehouse_password_hashing_concurrency 1$/m);
+      expect(metrics).toMatch(/^gatehouse_password_hashes\{state="waiting"\} 0$/m);
+      // Linux names libuv's pool threads; the pool exists once start-up has signed or read anything.
+      const threads = fs.readdirSync(`/proc/${server.child.pid}/task`).map((tid) => fs.readFileSync(`/proc/${server.child.pid}/task/${tid}/comm`, 'utf8').trim());
+      expect(threads.filter((name) => name === 'libuv-worker')).toHaveLength(5);
+    } finally {
+      expect(await server.stop(), server.logs()).toBe(0);
+    }
+  });
 });

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { assertPasswordAcceptable, hashPassword, needsRehash, verifyPassword } from '../../src/domain/passwords.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { assertPasswordAcceptable, DEFAULT_HASHING_CONCURRENCY, hashingLoad, hashPassword, needsRehash, setHashingConcurrency, verifyPassword } from '../../src/domain/passwords.ts';
 
 const OWASP = { memoryCost: 19456, timeCost: 2, parallelism: 1 };
 
@@ -52,5 +52,40 @@ describe('minimal password rule', () => {
     expect(() => assertPasswordAcceptable('1234567')).toThrow(expect.objectContaining({ code: 'weak_password', status: 400 }));
     expect(() => assertPasswordAcceptable('\u{1F512}'.repeat(7))).toThrow(expect.objectContaining({ code: 'weak_password' }));
     expect(() => assertPasswordAcceptable('x'.repeat(1025))).toThrow(expect.objectContaining({ code: 'weak_password' }));
+  });
+});
+
+describe('hashing concurrency', () => {
+  afterEach(() => setHashingConcurrency(DEFAULT_HASHING_CONCURRENCY));
+
+  it('runs at most the configured number of hashes at once; the rest wait their turn and all finish', async () => {
+    const hash = await hashPassword('correct horse battery staple', OWASP);
+    setHashingConcurrency(1);
+    const checks = [0, 1, 2].map((i) => verifyPassword(hash, i === 1 ? 'a wrong password' : 'correct horse battery staple'));
+    expect(hashingLoad()).toEqual({ concurrency: 1, running: 1, waiting: 2 });
+    expect(await Promise.all(checks)).toEqual([true, false, true]);
+    expect(hashingLoad()).toEqual({ concurrency: 1, running: 0, waiting: 0 });
+
+    setHashingConcurrency(2);
+    const more = [0, 1, 2].map(() => verifyPassword(hash, 'correct horse battery staple'));
+    expect(hashingLoad()).toEqual({ concurrency: 2, running: 2, waiting: 1 });
+    expect(await Promise.all(more)).toEqual([true, true, true]);
+  });
+
+  it('starts waiting hashes when the concurrency is raised, and lets running ones finish when it is lowered', async () => {
+    const hash = await hashPassword('correct horse battery staple', OWASP);
+    setHashingConcurrency(1);
+    const checks = [0, 1, 2, 3].map(() => verifyPassword(hash, 'correct horse battery staple'));
+    setHashingConcurrency(3);
+    expect(hashingLoad()).toEqual({ concurrency: 3, running: 3, waiting: 1 });
+    setHashingConcurrency(1);
+    expect(hashingLoad()).toEqual({ concurrency: 1, running: 3, waiting: 1 });
+    expect(await Promise.all(checks)).toEqual([true, true, true, true]);
+    expect(hashingLoad()).toEqual({ concurrency: 1, running: 0, waiting: 0 });
+  });
+
+  it('refuses a concurrency that is not a positive integer', () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => setHashingConcurrency(bad)).toThrow(RangeError);
+    expect(hashingLoad().concurrency).toBe(DEFAULT_HASHING_CONCURRENCY);
   });
 });
