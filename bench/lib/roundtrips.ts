@@ -21,6 +21,18 @@ export interface RoundTrips {
   redisInScriptsPerOp: number;
   /** The statements sent to PostgreSQL (whitespace collapsed, cut to 120 characters), per operation. */
   postgresStatements: Record<string, number>;
+  /** The commands sent to Redis by the client, as command and key prefix ("GET oidc:Session"), per operation. */
+  redisCommands: Record<string, number>;
+}
+
+/** A Redis command as counted: its name and its key's prefix up to the second colon (ids left out). */
+function commandShape(args: string[]): string {
+  const name = args[0] ?? '?';
+  // A script's first key follows its digest and key count.
+  const key = /^eval(sha)?$/i.test(name) ? (Number(args[2]) > 0 ? args[3] : undefined) : args[1];
+  if (key === undefined) return name.toUpperCase();
+  const prefix = key.split(':').slice(0, 2).join(':');
+  return `${name.toUpperCase()} ${prefix}`;
 }
 
 interface CountingProxy {
@@ -114,6 +126,7 @@ export async function probeRoundTrips(opts: { serverEnv: Record<string, string>;
   const monitorClient = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   let redisCommands = 0;
   let redisScriptCommands = 0;
+  let commandShapes = new Map<string, number>();
   const secrets = { ENCRYPTION_KEYS: opts.serverEnv.ENCRYPTION_KEYS!, COOKIE_KEYS: opts.serverEnv.COOKIE_KEYS! };
   const server = await startGatehouse({
     label: 'round-trip probe',
@@ -123,10 +136,15 @@ export async function probeRoundTrips(opts: { serverEnv: Record<string, string>;
     logLevel: 'warn',
   });
   const monitor = await monitorClient.monitor();
-  monitor.on('monitor', (_time: string, _args: string[], source: string, database: string) => {
+  monitor.on('monitor', (_time: string, args: string[], source: string, database: string) => {
     if (database !== dbIndex) return;
-    if (source === 'lua') redisScriptCommands += 1;
-    else redisCommands += 1;
+    if (source === 'lua') {
+      redisScriptCommands += 1;
+      return;
+    }
+    redisCommands += 1;
+    const shape = commandShape(args);
+    commandShapes.set(shape, (commandShapes.get(shape) ?? 0) + 1);
   });
   const results: RoundTrips[] = [];
   const measure = async (operation: string, samples: number, once: () => Promise<void>) => {
@@ -136,11 +154,14 @@ export async function probeRoundTrips(opts: { serverEnv: Record<string, string>;
     proxy.takeStatements();
     const redis0 = redisCommands;
     const script0 = redisScriptCommands;
+    commandShapes = new Map();
     for (let i = 0; i < samples; i++) await once();
     await pause(300);
     const per = (n: number) => Math.round((n / samples) * 10) / 10;
     const postgresStatements: Record<string, number> = {};
     for (const [sql, n] of [...proxy.takeStatements()].sort((a, b) => b[1] - a[1])) postgresStatements[sql] = per(n);
+    const redisCommandShapes: Record<string, number> = {};
+    for (const [shape, n] of [...commandShapes].sort((a, b) => b[1] - a[1])) redisCommandShapes[shape] = per(n);
     results.push({
       operation,
       samples,
@@ -148,6 +169,7 @@ export async function probeRoundTrips(opts: { serverEnv: Record<string, string>;
       redisPerOp: per(redisCommands - redis0),
       redisInScriptsPerOp: per(redisScriptCommands - script0),
       postgresStatements,
+      redisCommands: redisCommandShapes,
     });
   };
   const send = (req: WrkRequest) => async () => {
