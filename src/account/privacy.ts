@@ -129,7 +129,7 @@ export function registerPrivacyAccountRoutes(router: Router, services: Services,
     try {
       if ((await erasureProof(services, account.id)) === 'password') {
         // The login limits: a stolen session cannot be used to guess the password here either.
-        await refuseWhileLimited(services, 'loginAccountIp', limitKey);
+        await refuseWhileLimited(services, ['loginAccountIp', limitKey]);
         try {
           await confirmErasurePassword(services, account.id, text(form, 'password'), auditMeta(ctx));
         } catch (err) {

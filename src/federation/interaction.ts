@@ -122,8 +122,7 @@ export function registerFederationInteractionRoutes(router: Router, services: Se
     const ip = ctx.ip;
     const accountKey = `${emailOrUndefined(email) ?? 'invalid'}|${ip}`;
     // The same limits as the password form: this is a password form too.
-    await refuseWhileLimited(services, 'loginIp', ip);
-    await refuseWhileLimited(services, 'loginAccountIp', accountKey);
+    await refuseWhileLimited(services, ['loginIp', ip], ['loginAccountIp', accountKey]);
     const password = text(form, 'password');
     const meta = auditMeta(ctx, String(details.params.client_id));
     const outcome = password ? await linkWithPassword(services, provider, result.identity, password, meta) : { ok: false as const, reason: 'bad_password' as const };

@@ -7,7 +7,7 @@ import type { ProviderHost } from '../oidc/provider-host.ts';
 import { recordAudit } from '../domain/audit.ts';
 import { findAccountById } from '../domain/users.ts';
 import { csrfToken, verifyCsrf } from '../security/csrf.ts';
-import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
+import { auditMeta, clientNameOf, loadInteraction, saveInteractionResult, type InteractionDetails } from './context.ts';
 
 export const SCOPE_WORDS: Record<string, string> = {
   openid: 'Confirm who you are',
@@ -82,7 +82,7 @@ export async function submitConsent(services: Services, host: ProviderHost, ctx:
     userAgent: meta.userAgent,
     details: { scope: details.params.scope },
   });
-  const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: true });
+  const redirectTo = await saveInteractionResult(details, result, { mergeWithLastSubmission: true });
   ctx.status = 303;
   ctx.redirect(redirectTo);
 }

@@ -21,6 +21,20 @@ export async function loadInteraction(provider: Provider, ctx: Context): Promise
   }
 }
 
+type InteractionResult = NonNullable<InteractionDetails['result']>;
+
+/**
+ * Records a step's result on the interaction this request loaded, and returns where the browser
+ * goes next: what provider.interactionResult does, without reading the interaction and its session
+ * again (two storage round trips per form post). The request checked both when it loaded them.
+ */
+export async function saveInteractionResult(details: InteractionDetails, result: InteractionResult, { mergeWithLastSubmission }: { mergeWithLastSubmission: boolean }): Promise<string> {
+  details.result = mergeWithLastSubmission && !('error' in result) ? { ...details.lastSubmission, ...result } : result;
+  // The same remaining lifetime the provider would give it (its expiry does not move).
+  await details.save(details.exp - Math.floor(Date.now() / 1000));
+  return details.returnTo;
+}
+
 export async function clientNameOf(provider: Provider, details: InteractionDetails): Promise<string> {
   const clientId = String(details.params.client_id);
   const client = await provider.Client.find(clientId);

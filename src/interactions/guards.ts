@@ -12,14 +12,18 @@ export async function limitAttempt(services: Services, rule: RateLimitRuleName, 
   if (!result.ok) throw tooManyRequests(result.retryAfterSeconds);
 }
 
-/** Refuses with 429 while `rule` is used up, without counting this request. */
-export async function refuseWhileLimited(services: Services, rule: RateLimitRuleName, key: string): Promise<void> {
-  const state = await services.rateLimits.peek(rule, key);
-  if (state.blocked) {
-    // consume() reports its own refusals to the metrics; a refusal made by peeking is counted here.
-    services.metrics.rateLimitHit(rule);
-    throw tooManyRequests(state.retryAfterSeconds);
-  }
+/**
+ * Refuses with 429 while any of the rules is used up for its key, without counting this request.
+ * The rules are looked at together (one round trip to the shared store for all of them); the
+ * first one used up, in the order given, is the refusal.
+ */
+export async function refuseWhileLimited(services: Services, ...checks: [rule: RateLimitRuleName, key: string][]): Promise<void> {
+  const states = await Promise.all(checks.map(([rule, key]) => services.rateLimits.peek(rule, key)));
+  const blocked = states.findIndex((state) => state.blocked);
+  if (blocked === -1) return;
+  // consume() reports its own refusals to the metrics; a refusal made by peeking is counted here.
+  services.metrics.rateLimitHit(checks[blocked]![0]);
+  throw tooManyRequests(states[blocked]!.retryAfterSeconds);
 }
 
 /** Shows the CAPTCHA widget on the page being rendered. */

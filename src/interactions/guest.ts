@@ -9,7 +9,7 @@ import { createGuestAccount } from '../domain/guest-accounts.ts';
 import { ACR_GUEST, clientAllowsGuests } from '../oidc/guest.ts';
 import { AppError } from '../errors.ts';
 import type { CaptchaWidget } from '../security/captcha.ts';
-import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
+import { auditMeta, clientNameOf, loadInteraction, saveInteractionResult, type InteractionDetails } from './context.ts';
 import { checkedForm } from './forms.ts';
 import { checkCaptcha, limitAttempt } from './guards.ts';
 import { renderLogin } from './login.ts';
@@ -55,7 +55,7 @@ export async function submitGuest(services: Services, host: ProviderHost, ctx: C
   const accountId = await createGuestAccount(services, auditMeta(ctx, clientId));
   // Remembered: a guest has no credential to sign in with again, so a session that ended with
   // the browser would lose the account. No amr: no authentication method was used.
-  const redirectTo = await host.provider.interactionResult(ctx.req, ctx.res, {
+  const redirectTo = await saveInteractionResult(details, {
     login: { accountId, acr: ACR_GUEST, remember: true },
   }, { mergeWithLastSubmission: false });
   ctx.status = 303;

@@ -57,8 +57,7 @@ export async function submitLogin(services: Services, host: ProviderHost, ctx: C
   const ip = ctx.ip;
   const accountKey = `${emailOrUndefined(form.email) ?? 'invalid'}|${ip}`;
   // Limits count failures only, so people who type their password right are never slowed down.
-  await refuseWhileLimited(services, 'loginIp', ip);
-  await refuseWhileLimited(services, 'loginAccountIp', accountKey);
+  await refuseWhileLimited(services, ['loginIp', ip], ['loginAccountIp', accountKey]);
   if (await loginNeedsCaptcha(services, ip)) {
     try {
       await checkCaptcha(services, ctx, body ?? {});

@@ -8,7 +8,7 @@ import { factorAdded } from '../domain/mfa.ts';
 import { findAccountById } from '../domain/users.ts';
 import { AppError } from '../errors.ts';
 import { csrfToken } from '../security/csrf.ts';
-import { auditMeta, loadInteraction, type InteractionDetails } from './context.ts';
+import { auditMeta, loadInteraction, saveInteractionResult, type InteractionDetails } from './context.ts';
 import { checkedForm, text } from './forms.ts';
 import { finishLogin, pendingLogin, type PendingLogin } from './mfa.ts';
 
@@ -37,7 +37,7 @@ export async function showEnrollmentStep(services: Services, host: ProviderHost,
   let enrollment = pending.enrollFactorId ? await pendingTotpEnrollment(services, account, pending.enrollFactorId) : undefined;
   if (!enrollment) {
     enrollment = await beginTotpEnrollment(services, account);
-    await host.provider.interactionResult(ctx.req, ctx.res, { gatehouse: { ...pending, enrollFactorId: enrollment.factorId } }, { mergeWithLastSubmission: false });
+    await saveInteractionResult(details, { gatehouse: { ...pending, enrollFactorId: enrollment.factorId } }, { mergeWithLastSubmission: false });
   }
   await renderTotpEnroll(services, ctx, enrollment, { action: `/interaction/${details.uid}/mfa/enroll`, intro: INTRO });
 }
@@ -66,11 +66,11 @@ export async function submitEnrollmentStep(services: Services, host: ProviderHos
   }
   services.notifier.kick();
   if (codes.length === 0) {
-    await finishLogin(services, host, ctx, details, { accountId, amr: [...pending.amr, 'otp'], remember: pending.remember });
+    await finishLogin(services, ctx, details, { accountId, amr: [...pending.amr, 'otp'], remember: pending.remember });
     return;
   }
   // The login is finished only after the codes were shown, from the "continue" button.
-  await host.provider.interactionResult(ctx.req, ctx.res, { gatehouse: { accountId, amr: [...pending.amr, 'otp'], remember: pending.remember, enroll: false, enrolled: true } }, { mergeWithLastSubmission: false });
+  await saveInteractionResult(details, { gatehouse: { accountId, amr: [...pending.amr, 'otp'], remember: pending.remember, enroll: false, enrolled: true } }, { mergeWithLastSubmission: false });
   await ctx.render('recovery-codes', {
     heading: 'Two-step verification is on',
     message: 'Your authenticator app is set up.',
@@ -89,5 +89,5 @@ export async function finishEnrollmentStep(services: Services, host: ProviderHos
     ctx.redirect(`/interaction/${details.uid}`);
     return;
   }
-  await finishLogin(services, host, ctx, details, pending);
+  await finishLogin(services, ctx, details, pending);
 }

@@ -3,7 +3,6 @@
 // second factor succeeds does it get the `login` oidc-provider acts on. The resume endpoint
 // accepts any `result.login`, so nothing short of the full check may ever write one.
 import type { Context } from 'koa';
-import type Provider from 'oidc-provider';
 import { z } from 'zod';
 import type { Services } from '../services.ts';
 import type { ProviderHost } from '../oidc/provider-host.ts';
@@ -17,7 +16,7 @@ import { findAccountById } from '../domain/users.ts';
 import { accountIsLocked, recordFailedLogin } from '../domain/lockout.ts';
 import { AppError } from '../errors.ts';
 import { csrfToken } from '../security/csrf.ts';
-import { auditMeta, clientNameOf, loadInteraction, type InteractionDetails } from './context.ts';
+import { auditMeta, clientNameOf, loadInteraction, saveInteractionResult, type InteractionDetails } from './context.ts';
 import { checkedForm, text } from './forms.ts';
 import { limitAttempt } from './guards.ts';
 import { isRememberedDevice, rememberDevice } from './remembered-device.ts';
@@ -39,8 +38,8 @@ export function pendingLogin(details: InteractionDetails): PendingLogin | undefi
 }
 
 /** Stores the pending login in the interaction and shows its next step. */
-export async function continueWith(provider: Provider, ctx: Context, details: InteractionDetails, pending: PendingLogin): Promise<void> {
-  await provider.interactionResult(ctx.req, ctx.res, { gatehouse: pending }, { mergeWithLastSubmission: false });
+export async function continueWith(ctx: Context, details: InteractionDetails, pending: PendingLogin): Promise<void> {
+  await saveInteractionResult(details, { gatehouse: pending }, { mergeWithLastSubmission: false });
   ctx.status = 303;
   ctx.redirect(`/interaction/${details.uid}`);
 }
@@ -57,17 +56,17 @@ export interface CompletedLogin {
  * acr) and returns where the browser goes next. For pages driven by script (passkeys), which
  * navigate themselves.
  */
-export async function completeLogin(services: Services, host: ProviderHost, ctx: Context, login: CompletedLogin): Promise<string> {
+export async function completeLogin(services: Services, ctx: Context, details: InteractionDetails, login: CompletedLogin): Promise<string> {
   const amr = withMfa(login.amr);
   if (login.rememberDevice && amr.includes('mfa')) await rememberDevice(services, ctx, login.accountId);
-  return host.provider.interactionResult(ctx.req, ctx.res, {
+  return saveInteractionResult(details, {
     login: { accountId: login.accountId, amr, acr: acrFor(amr), remember: login.remember },
   }, { mergeWithLastSubmission: false });
 }
 
 /** completeLogin for form posts: redirects there. */
-export async function finishLogin(services: Services, host: ProviderHost, ctx: Context, _details: InteractionDetails, login: CompletedLogin): Promise<void> {
-  const redirectTo = await completeLogin(services, host, ctx, login);
+export async function finishLogin(services: Services, ctx: Context, details: InteractionDetails, login: CompletedLogin): Promise<void> {
+  const redirectTo = await completeLogin(services, ctx, details, login);
   ctx.status = 303;
   ctx.redirect(redirectTo);
 }
@@ -83,12 +82,12 @@ export async function afterFirstFactor(services: Services, host: ProviderHost, c
   if (policy !== 'off' && methods.length > 0) {
     const stepUpAsked = String(details.params.acr_values ?? '').split(' ').includes(ACR_MFA);
     if (!stepUpAsked && (await isRememberedDevice(services, ctx, login.accountId))) {
-      return finishLogin(services, host, ctx, details, pending);
+      return finishLogin(services, ctx, details, pending);
     }
-    return continueWith(host.provider, ctx, details, pending);
+    return continueWith(ctx, details, pending);
   }
-  if (policy === 'required') return continueWith(host.provider, ctx, details, { ...pending, enroll: true });
-  return finishLogin(services, host, ctx, details, pending);
+  if (policy === 'required') return continueWith(ctx, details, { ...pending, enroll: true });
+  return finishLogin(services, ctx, details, pending);
 }
 
 const METHOD_LABELS: Record<SecondFactorMethod, string> = {
@@ -152,7 +151,7 @@ export async function submitMfa(services: Services, host: ProviderHost, ctx: Con
     return;
   }
   await services.rateLimits.reset('otpAccount', pending.accountId);
-  await finishLogin(services, host, ctx, details, { accountId: pending.accountId, amr: [...pending.amr, amr], remember: pending.remember, rememberDevice: text(form, 'remember_device', 4) === '1' });
+  await finishLogin(services, ctx, details, { accountId: pending.accountId, amr: [...pending.amr, amr], remember: pending.remember, rememberDevice: text(form, 'remember_device', 4) === '1' });
 }
 
 /** POST /interaction/:uid/mfa/sms: texts a code to the account's verified phone. */
@@ -178,6 +177,6 @@ export async function startStepUp(services: Services, host: ProviderHost, ctx: C
   // The session already proved the password (its amr); the step adds the second factor.
   const session = await host.provider.Session.findByUid(details.session!.uid);
   const amr = (session?.amr as string[] | undefined) ?? ['pwd'];
-  await continueWith(host.provider, ctx, details, { accountId, amr: amr.filter((m) => m !== 'mfa'), remember: !session?.transient });
+  await continueWith(ctx, details, { accountId, amr: amr.filter((m) => m !== 'mfa'), remember: !session?.transient });
   return true;
 }

@@ -152,8 +152,8 @@ export function registerPasskeyInteractionRoutes(router: Router, services: Servi
     });
     await services.rateLimits.reset('otpAccount', check.accountId);
     const redirect = pending
-      ? await completeLogin(services, host, ctx, { accountId: pending.accountId, amr: [...pending.amr, ...check.amr], remember: pending.remember })
-      : await completeLogin(services, host, ctx, { accountId: check.accountId, amr: check.amr, remember: body.remember === true });
+      ? await completeLogin(services, ctx, details, { accountId: pending.accountId, amr: [...pending.amr, ...check.amr], remember: pending.remember })
+      : await completeLogin(services, ctx, details, { accountId: check.accountId, amr: check.amr, remember: body.remember === true });
     ctx.body = { redirect };
   }));
 }

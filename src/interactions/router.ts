@@ -6,7 +6,7 @@ import type { Services } from '../services.ts';
 import type { ProviderHost } from '../oidc/provider-host.ts';
 import { AppError } from '../errors.ts';
 import { verifyCsrf } from '../security/csrf.ts';
-import { loadInteraction } from './context.ts';
+import { loadInteraction, saveInteractionResult } from './context.ts';
 import { renderLogin, submitLogin } from './login.ts';
 import { renderConsent, submitConsent } from './consent.ts';
 import { finishLogin, pendingLogin, renderMfa, sendMfaSms, startStepUp, submitMfa } from './mfa.ts';
@@ -32,7 +32,7 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
     if (details.prompt.name === 'login') {
       const pending = pendingLogin(details);
       if (pending?.enroll) return showEnrollmentStep(services, host, ctx, details, pending);
-      if (pending?.enrolled) return finishLogin(services, host, ctx, details, pending);
+      if (pending?.enrolled) return finishLogin(services, ctx, details, pending);
       if (pending) return renderMfa(services, host, ctx, details, pending);
       if (details.prompt.reasons.includes(STEP_UP_REASON) && (await startStepUp(services, host, ctx, details))) return;
       return renderLogin(services, host, ctx, details);
@@ -65,9 +65,9 @@ export function interactionRouter(services: Services, host: ProviderHost): Route
   registerPasskeyInteractionRoutes(router, services, host, body);
 
   router.post('/abort', body, async (ctx) => {
-    await loadInteraction(host.provider, ctx);
+    const details = await loadInteraction(host.provider, ctx);
     verifyCsrf(ctx, (ctx.request as { body?: Record<string, unknown> }).body?._csrf);
-    const redirectTo = await host.provider.interactionResult(ctx.req, ctx.res, {
+    const redirectTo = await saveInteractionResult(details, {
       error: 'access_denied',
       error_description: 'The user cancelled the sign-in',
     }, { mergeWithLastSubmission: false });
