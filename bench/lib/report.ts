@@ -135,7 +135,7 @@ export function formatTable(targets: TargetResult[], comparisons: Comparison[], 
         fmt(s.perServerCpuSecond),
         c ? `${c.ratio.toFixed(2)}x` : '',
         c ? `${c.cpuRatio.toFixed(2)}x` : '',
-        `${Math.round((s.otherCpuSeconds / s.seconds) * 100)}%`,
+        Number.isFinite(s.otherCpuSeconds) ? `${Math.round((s.otherCpuSeconds / s.seconds) * 100)}%` : '-',
       ]));
     }
   };
