@@ -8,15 +8,17 @@ import type { AuditMeta } from '../domain/audit.ts';
 
 export type InteractionDetails = Awaited<ReturnType<Provider['interactionDetails']>>;
 
+function expired(): AppError {
+  return new AppError('interaction_expired', 'This sign-in page has expired or was opened in another browser. Go back to the application and start again.', 400);
+}
+
 export async function loadInteraction(provider: Provider, ctx: Context): Promise<InteractionDetails> {
   try {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     if (details.uid !== ctx.params.uid) throw new errors.SessionNotFound('interaction mismatch');
     return details;
   } catch (err) {
-    if (err instanceof errors.SessionNotFound) {
-      throw new AppError('interaction_expired', 'This sign-in page has expired or was opened in another browser. Go back to the application and start again.', 400);
-    }
+    if (err instanceof errors.SessionNotFound) throw expired();
     throw err;
   }
 }
@@ -29,9 +31,13 @@ type InteractionResult = NonNullable<InteractionDetails['result']>;
  * again (two storage round trips per form post). The request checked both when it loaded them.
  */
 export async function saveInteractionResult(details: InteractionDetails, result: InteractionResult, { mergeWithLastSubmission }: { mergeWithLastSubmission: boolean }): Promise<string> {
+  // The same remaining lifetime the provider would give it (its expiry does not move). One that
+  // ran out while this request was busy (a long wait for a hashing slot) is as gone as one the
+  // provider would no longer find.
+  const remaining = details.exp - Math.floor(Date.now() / 1000);
+  if (remaining <= 0) throw expired();
   details.result = mergeWithLastSubmission && !('error' in result) ? { ...details.lastSubmission, ...result } : result;
-  // The same remaining lifetime the provider would give it (its expiry does not move).
-  await details.save(details.exp - Math.floor(Date.now() / 1000));
+  await details.save(remaining);
   return details.returnTo;
 }
 
