@@ -17,8 +17,9 @@ if (!Number.isInteger(workers) || workers < 1) {
 
 cluster.setupPrimary({
   exec: path.join(ROOT, 'src', 'main.ts'),
-  // Passed to workers: --cpu-prof and friends given to the primary apply to each worker too.
-  execArgv: ['--disable-warning=ExperimentalWarning', ...process.execArgv.filter((a) => a.startsWith('--cpu-prof'))],
+  // Passed to workers: the primary is started with npm start's options (and --cpu-prof and
+  // friends when profiling), which apply to each worker too.
+  execArgv: process.execArgv,
 });
 
 let stopping = false;

@@ -28,7 +28,7 @@ import {
   type ScenarioName,
   type ScenarioResult,
 } from './lib/scenarios.ts';
-import { createDatabase, flushRedis, gatehouseCli, startBaseline, startGatehouse, tail, type BenchServer } from './lib/servers.ts';
+import { createDatabase, flushRedis, gatehouseCli, startBaseline, startGatehouse, startScriptNodeFlags, tail, type BenchServer } from './lib/servers.ts';
 import { wrkVersion } from './lib/wrk.ts';
 import { probeRoundTrips } from './lib/roundtrips.ts';
 import { formatPaired, pairRound, summarizePairs, type PairedResult, type PairedRound } from './lib/paired.ts';
@@ -59,6 +59,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --cpu-prof              run Gatehouse with --cpu-prof and print where the time went
   --log-level LEVEL       Gatehouse LOG_LEVEL (default info, as in production; logs go to a file)
   --server-env KEY=VALUE  extra setting for the Gatehouse servers (repeatable), e.g. RATE_LIMIT_ENABLED=false
+  --baseline-node-option FLAG   a Node.js option for the bare baseline (repeatable), e.g.
+                          --baseline-node-option=--max-semi-space-size=64 to give it the option
+                          Gatehouse's start script has (Gatehouse always runs with npm start's options)
   --label NAME            name of the results file (bench/results/DATE-NAME.json)
   --no-save               do not write bench/results/*.json
 
@@ -85,6 +88,7 @@ const { values: args } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
     'server-env': { type: 'string', multiple: true, default: [] },
+    'baseline-node-option': { type: 'string', multiple: true, default: [] },
     label: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -318,7 +322,7 @@ async function runBaseline(redisUrl?: string): Promise<TargetResult> {
   const target: TargetResult = { label, kind: 'baseline', storage: redisUrl ? 'Redis adapter' : 'in-memory adapter', workers: 0, scenarios: [] };
   log(`${label}: starting`);
   if (redisUrl) await flushRedis(redisUrl);
-  const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl });
+  const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl }, args['baseline-node-option']);
   try {
     target.startupRssBytes = rssBytes(server.pids());
     const record = (s: ScenarioResult) => {
@@ -350,7 +354,7 @@ async function runPaired(rounds: number): Promise<PairedResult[]> {
     const started = await startGatehouse({ label: 'postgres+redis', env: { DATABASE_URL: db.url, REDIS_URL: redisUrl, ...testSecrets(), ...serverEnv }, workers: 0, logDir: tmpDir, logLevel: args['log-level'] });
     gatehouse = started;
     await registerFixtures(started.env);
-    baseline = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl: baselineRedis });
+    baseline = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl: baselineRedis }, args['baseline-node-option']);
     const requests = async (server: BenchServer, name: string) => {
       if (name === 'discovery') return discoveryRequest();
       if (name === 'jwks') return jwksRequest();
@@ -449,7 +453,7 @@ async function main(): Promise<void> {
     wallSeconds: Math.round((finished.getTime() - started.getTime()) / 1000),
     machine,
     source: sourceRevision(),
-    options: { ...opts, tmpDir: undefined, serverEnv, clusterWorkers, sessions, embeddedSessions, logLevel: args['log-level'], only: only ? [...only] : undefined, loadTool },
+    options: { ...opts, tmpDir: undefined, serverEnv, gatehouseNodeFlags: startScriptNodeFlags(), baselineNodeFlags: args['baseline-node-option'], clusterWorkers, sessions, embeddedSessions, logLevel: args['log-level'], only: only ? [...only] : undefined, loadTool },
     versions: {
       node: process.version,
       'oidc-provider': packageVersion('oidc-provider'),

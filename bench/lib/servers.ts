@@ -13,6 +13,17 @@ import { processTree } from './proc.ts';
 
 export const NODE = path.join(ROOT, 'node_modules', '.bin', 'node');
 
+/**
+ * The Node.js options `npm start` gives the server (package.json's start script, e.g. the
+ * young-generation size), so the bench runs Gatehouse exactly as operators start it.
+ */
+export function startScriptNodeFlags(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
+  const words = (pkg.scripts?.start ?? '').split(/\s+/);
+  if (words[0] !== 'node') throw new Error(`package.json's start script does not run node: ${pkg.scripts?.start}`);
+  return words.filter((word) => word.startsWith('--'));
+}
+
 export interface BenchServer {
   label: string;
   /** Where the load is sent (127.0.0.1, so no name resolution is involved). */
@@ -116,7 +127,8 @@ export async function startGatehouse(opts: GatehouseOptions): Promise<BenchServe
   const profArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
   const clustered = opts.workers > 0;
   const entry = clustered ? path.join(ROOT, 'bench', 'cluster.ts') : path.join(ROOT, 'src', 'main.ts');
-  const child = spawn(NODE, ['--disable-warning=ExperimentalWarning', ...profArgs, entry], {
+  // node:cluster workers take their options from the primary's execArgv (bench/cluster.ts).
+  const child = spawn(NODE, [...startScriptNodeFlags(), ...profArgs, entry], {
     cwd: ROOT,
     env: clustered ? { ...env, GATEHOUSE_WORKERS: String(opts.workers) } : env,
     stdio: ['ignore', log, log, ...(clustered ? ['ipc' as const] : [])],
@@ -145,12 +157,12 @@ export interface BaselineClient {
   redisUrl?: string;
 }
 
-export async function startBaseline(logDir: string, client: BaselineClient): Promise<BenchServer> {
+export async function startBaseline(logDir: string, client: BaselineClient, nodeFlags: string[] = []): Promise<BenchServer> {
   const port = await freePort();
   const issuer = `http://localhost:${port}`;
   const logFile = path.join(logDir, 'baseline.log');
   const log = fs.openSync(logFile, 'w');
-  const child = spawn(NODE, ['--disable-warning=ExperimentalWarning', path.join(ROOT, 'bench', 'baseline-server.ts')], {
+  const child = spawn(NODE, ['--disable-warning=ExperimentalWarning', ...nodeFlags, path.join(ROOT, 'bench', 'baseline-server.ts')], {
     cwd: ROOT,
     env: {
       ...inheritedEnv(),
