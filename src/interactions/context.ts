@@ -34,7 +34,7 @@ export async function saveInteractionResult(details: InteractionDetails, result:
   // The same remaining lifetime the provider would give it (its expiry does not move). One that
   // ran out while this request was busy (a long wait for a hashing slot) is as gone as one the
   // provider would no longer find.
-  const remaining = details.exp - Math.floor(Date.now() / 1000);
+  const remaining = details.remainingTTL;
   if (remaining <= 0) throw expired();
   details.result = mergeWithLastSubmission && !('error' in result) ? { ...details.lastSubmission, ...result } : result;
   await details.save(remaining);

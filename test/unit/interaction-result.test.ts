@@ -11,6 +11,10 @@ function loadedInteraction(expiresInSeconds: number, lastSubmission?: Record<str
   const saves: Saved[] = [];
   const details = {
     exp: Math.floor(Date.now() / 1000) + expiresInSeconds,
+    // As oidc-provider's models compute it.
+    get remainingTTL() {
+      return this.exp - Math.floor(Date.now() / 1000);
+    },
     returnTo: 'http://localhost:3000/auth/uid-1',
     lastSubmission,
     result: undefined as unknown,
