@@ -4,6 +4,9 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseFederation, type FederationConfig } from './federation/settings.ts';
 
+/** Password hashes computed at once by default: one per core (see src/domain/passwords.ts). */
+export const DEFAULT_HASHING_CONCURRENCY = Math.max(1, os.availableParallelism());
+
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -125,7 +128,7 @@ const schema = z.object({
   PASSWORD_HASH_ITERATIONS: z.coerce.number().int().min(2).default(2),
   PASSWORD_HASH_PARALLELISM: z.coerce.number().int().min(1).default(1),
   // At most this many argon2 computations at once per process (src/domain/passwords.ts).
-  PASSWORD_HASHING_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(Math.max(1, os.availableParallelism())),
+  PASSWORD_HASHING_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(DEFAULT_HASHING_CONCURRENCY),
   API_KEY_ROTATION_OVERLAP: z.coerce.number().int().min(0).default(24 * 3600),
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).default(365),
   GUEST_ACCOUNT_TTL_DAYS: z.coerce.number().int().min(0).default(30),

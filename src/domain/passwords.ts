@@ -1,7 +1,7 @@
 // Password hashing with argon2id. The parameters come from configuration; hashes made under
 // older parameters still verify and are upgraded on the next successful sign-in (needsRehash).
-import os from 'node:os';
 import * as argon2 from 'argon2';
+import { DEFAULT_HASHING_CONCURRENCY } from '../config.ts';
 import { AppError } from '../errors.ts';
 
 export interface PasswordHashParams {
@@ -32,8 +32,6 @@ export function assertPasswordAcceptable(password: string): void {
  * requests, pages) during a burst, at the price of fewer sign-ins per second at peak. src/main.ts
  * sizes the threadpool to this plus the four threads libuv has by default.
  */
-export const DEFAULT_HASHING_CONCURRENCY = Math.max(1, os.availableParallelism());
-
 let slots = DEFAULT_HASHING_CONCURRENCY;
 let running = 0;
 const waiting: (() => void)[] = [];

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertPasswordAcceptable, DEFAULT_HASHING_CONCURRENCY, hashingLoad, hashPassword, needsRehash, setHashingConcurrency, verifyPassword } from '../../src/domain/passwords.ts';
+import { DEFAULT_HASHING_CONCURRENCY } from '../../src/config.ts';
+import { assertPasswordAcceptable, hashingLoad, hashPassword, needsRehash, setHashingConcurrency, verifyPassword } from '../../src/domain/passwords.ts';
 
 const OWASP = { memoryCost: 19456, timeCost: 2, parallelism: 1 };
 
