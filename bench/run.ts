@@ -10,7 +10,7 @@ import pg from 'pg';
 import { ROOT, testSecrets } from '../test/helpers/server.ts';
 import { describeMachine, processTree, rssBytes, threadCounts } from './lib/proc.ts';
 import { formatProfile, loadProfile, summarizeProfile, type ProfileSummary } from './lib/profile.ts';
-import { checkTargets, compare, COMPARED, formatChecks, formatTable, type TargetResult } from './lib/report.ts';
+import { checkTargets, compare, COMPARED, formatChecks, formatSigninFloors, formatTable, signinFloors, type TargetResult } from './lib/report.ts';
 import {
   argon2Scenario,
   burstScenario,
@@ -248,7 +248,7 @@ function collectProfiles(dir: string | undefined, target: TargetResult): void {
   for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
     const loaded = loadProfile(path.join(dir, file));
     for (const s of target.scenarios) {
-      const summary = summarizeProfile(loaded, { scenario: s.scenario, ...s.window });
+      const summary = summarizeProfile(loaded, { scenario: s.scenario, ...s.window, operations: s.operations });
       if (summary.sampledMs === 0) continue;
       summaries.push(summary);
       process.stdout.write(`\n${target.label} — ${formatProfile(summary)}\n`);
@@ -322,7 +322,11 @@ async function runBaseline(redisUrl?: string): Promise<TargetResult> {
   const target: TargetResult = { label, kind: 'baseline', storage: redisUrl ? 'Redis adapter' : 'in-memory adapter', workers: 0, scenarios: [] };
   log(`${label}: starting`);
   if (redisUrl) await flushRedis(redisUrl);
-  const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, redisUrl }, args['baseline-node-option']);
+  // Profiled like Gatehouse, so the two can be compared function by function (µs per operation).
+  const profDir = args['cpu-prof'] ? path.join(tmpDir, `profiles-${label.replace(/[^a-z0-9]+/gi, '-')}`) : undefined;
+  const profArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const web = { clientId: FIXTURES.web.clientId, clientSecret: FIXTURES.web.clientSecret };
+  const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, web, redisUrl }, [...args['baseline-node-option'], ...profArgs]);
   try {
     target.startupRssBytes = rssBytes(server.pids());
     const record = (s: ScenarioResult) => {
@@ -334,10 +338,13 @@ async function runBaseline(redisUrl?: string): Promise<TargetResult> {
     if (wanted('cc-opaque')) record(await fixedRequest(server, 'cc-opaque', ccRequest(FIXTURES.m2m), opts));
     if (wanted('cc-jwt')) record(await fixedRequest(server, 'cc-jwt', ccRequest(FIXTURES.m2m, FIXTURES.resource), opts));
     if (wanted('introspection')) record(await fixedRequest(server, 'introspection', await introspectionRequest(server, FIXTURES.m2m), opts));
+    // The same browser-less sign-ins against minimal pages without a password hash: the floor.
+    if (wanted('signin')) record(await signinScenario(server, opts));
   } finally {
     await server.stop();
     if (redisUrl) await flushRedis(redisUrl).catch(() => undefined);
   }
+  collectProfiles(profDir, target);
   return target;
 }
 
@@ -443,8 +450,10 @@ async function main(): Promise<void> {
 
   const comparisons = compare(targets);
   const checks = checkTargets(targets, comparisons, argon2);
+  // Next to the argon2 target: how close to it any product on oidc-provider could come.
+  const floors = signinFloors(targets, argon2);
   if (paired) process.stdout.write(`\n${formatPaired(paired, args['baseline-redis'] ? 'bare oidc-provider + Redis' : 'bare oidc-provider')}\n`);
-  else process.stdout.write(`${formatTable(targets, comparisons, argon2)}\n${formatChecks(checks)}\n`);
+  else process.stdout.write(`${formatTable(targets, comparisons, argon2)}\n${formatChecks(checks)}\n${floors.length ? `${formatSigninFloors(floors)}\n` : ''}`);
 
   const finished = new Date();
   const result = {
@@ -466,6 +475,7 @@ async function main(): Promise<void> {
     targets,
     comparisons,
     checks,
+    ...(floors.length ? { signinFloors: floors } : {}),
     ...(paired ? { paired } : {}),
   };
   if (!args['no-save']) {

@@ -34,8 +34,13 @@ export interface ProfileSummary {
   sampledMs: number;
   /** Share of the main thread's time not idle, in percent. */
   busyPercent: number;
-  byPackage: { pkg: string; percentOfBusy: number }[];
-  topSelf: { fn: string; percentOfBusy: number }[];
+  /**
+   * Busy main-thread microseconds per operation, when the window's operation count is known: the
+   * figure that compares two servers (a share of busy time does not, when their totals differ).
+   */
+  busyUsPerOperation?: number;
+  byPackage: { pkg: string; percentOfBusy: number; usPerOperation?: number }[];
+  topSelf: { fn: string; percentOfBusy: number; usPerOperation?: number }[];
   /** Gatehouse's own functions by inclusive (self + callees) time. */
   gatehouseInclusive: { fn: string; percentOfBusy: number }[];
 }
@@ -77,7 +82,7 @@ function label(frame: CallFrame): string {
 
 const isOwn = (url: string) => url.includes('/src/') && !url.includes('node_modules');
 
-export function summarizeProfile(loaded: LoadedProfile, window?: { scenario: string; startUs: number; endUs: number }, top = 20): ProfileSummary {
+export function summarizeProfile(loaded: LoadedProfile, window?: { scenario: string; startUs: number; endUs: number; operations?: number }, top = 20): ProfileSummary {
   const { profile, times } = loaded;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -119,21 +124,26 @@ export function summarizeProfile(loaded: LoadedProfile, window?: { scenario: str
   }
   const busy = Math.max(1, total - idle);
   const share = (us: number) => Math.round((us / busy) * 1000) / 10;
+  const operations = window?.operations;
+  const perOperation = (us: number) => (operations ? { usPerOperation: Math.round((us / operations) * 10) / 10 } : {});
   const rank = (m: Map<string, number>, n: number) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
   return {
     file: loaded.file,
     ...(window ? { scenario: window.scenario } : {}),
     sampledMs: Math.round(total / 1000),
     busyPercent: Math.round(((total - idle) / Math.max(1, total)) * 1000) / 10,
-    byPackage: rank(pkgSelf, 12).map(([pkg, us]) => ({ pkg, percentOfBusy: share(us) })),
-    topSelf: rank(fnSelf, top).map(([fn, us]) => ({ fn, percentOfBusy: share(us) })),
+    ...(operations ? { busyUsPerOperation: Math.round((total - idle) / operations) } : {}),
+    byPackage: rank(pkgSelf, 12).map(([pkg, us]) => ({ pkg, percentOfBusy: share(us), ...perOperation(us) })),
+    topSelf: rank(fnSelf, top).map(([fn, us]) => ({ fn, percentOfBusy: share(us), ...perOperation(us) })),
     gatehouseInclusive: rank(ownInclusive, 12).map(([fn, us]) => ({ fn, percentOfBusy: share(us) })),
   };
 }
 
 export function formatProfile(s: ProfileSummary): string {
-  const title = `${s.scenario ? `${s.scenario}: ` : ''}${path.basename(s.file)}, ${s.sampledMs} ms sampled, main thread ${s.busyPercent}% busy`;
-  const col = (rows: { percentOfBusy: number }[], name: (r: never) => string) => rows.map((r) => `    ${String(r.percentOfBusy).padStart(5)}%  ${name(r as never)}`);
+  const perOp = s.busyUsPerOperation === undefined ? '' : `, ${s.busyUsPerOperation} µs per operation`;
+  const title = `${s.scenario ? `${s.scenario}: ` : ''}${path.basename(s.file)}, ${s.sampledMs} ms sampled, main thread ${s.busyPercent}% busy${perOp}`;
+  const us = (r: { usPerOperation?: number }) => (r.usPerOperation === undefined ? '' : `${r.usPerOperation.toFixed(1).padStart(7)} µs`);
+  const col = (rows: { percentOfBusy: number; usPerOperation?: number }[], name: (r: never) => string) => rows.map((r) => `    ${String(r.percentOfBusy).padStart(5)}%${us(r)}  ${name(r as never)}`);
   return [
     title,
     '  self time by package:', ...col(s.byPackage, (r: { pkg: string }) => r.pkg),

@@ -104,6 +104,110 @@ export function checkTargets(targets: TargetResult[], comparisons: Comparison[],
   return checks;
 }
 
+/**
+ * What a sign-in costs oidc-provider itself: the baseline's sign-ins (minimal pages, no password
+ * hash, no database) next to Gatehouse's and to one argon2id verification, in server CPU per
+ * sign-in. A product on oidc-provider spends at least the baseline's CPU on a sign-in besides the
+ * hash, so sign-ins per CPU-second can reach at most argon2 / (argon2 + bare) of the
+ * verifications per CPU-second: the best ratio the argon2 target can show with this hash.
+ */
+export interface SigninFloor {
+  /** The baseline target measured (in memory, or with --baseline-redis in Redis). */
+  baseline: string;
+  bareSignInsPerSecond: number;
+  bareSignInsPerServerCpuSecond: number;
+  bareErrors: number;
+  bareHttpRequestsPerSignIn?: number;
+  bareServerCpuMsPerSignIn: number;
+  /** With --cpu-prof: the busy main-thread time per sign-in (the profile's, without libuv's threadpool). */
+  bareMainThreadMsPerSignIn?: number;
+  /** Server CPU of one verification alone (the argon2 scenario), when it ran. */
+  argon2CpuMsPerVerification?: number;
+  /** argon2 / (argon2 + bare): the highest sign-ins / verifications per CPU-second ratio reachable on oidc-provider with this hash. */
+  bestRatio?: number;
+  gatehouse: {
+    target: string;
+    signInsPerServerCpuSecond: number;
+    serverCpuMsPerSignIn: number;
+    mainThreadMsPerSignIn?: number;
+    /** Sign-ins / verifications per CPU-second, as in the target. */
+    ratio?: number;
+    /** Server CPU per sign-in besides the verification. */
+    nonHashMsPerSignIn?: number;
+    /** The baseline's sign-in CPU as a share of that, in percent: how much of it is oidc-provider's own. */
+    bareSharePercent?: number;
+  }[];
+}
+
+function mainThreadMs(t: TargetResult, scenario: string): number | undefined {
+  const us = t.profiles?.find((p) => p.scenario === scenario && p.busyUsPerOperation !== undefined)?.busyUsPerOperation;
+  return us === undefined ? undefined : round(us / 1000, 2);
+}
+
+export function signinFloors(targets: TargetResult[], argon2: ScenarioResult | undefined): SigninFloor[] {
+  const argon2Ms = argon2 && argon2.perServerCpuSecond > 0 ? 1000 / argon2.perServerCpuSecond : undefined;
+  const floors: SigninFloor[] = [];
+  for (const b of targets) {
+    const bare = b.kind === 'baseline' ? b.scenarios.find((s) => s.scenario === 'signin') : undefined;
+    if (!bare || !(bare.perServerCpuSecond > 0)) continue;
+    const bareMs = 1000 / bare.perServerCpuSecond;
+    const bareMainMs = mainThreadMs(b, 'signin');
+    const requests = bare.notes?.httpRequestsPerSignIn;
+    floors.push({
+      baseline: b.label,
+      bareSignInsPerSecond: bare.perSecond,
+      bareSignInsPerServerCpuSecond: bare.perServerCpuSecond,
+      bareErrors: bare.errors,
+      ...(typeof requests === 'number' ? { bareHttpRequestsPerSignIn: requests } : {}),
+      bareServerCpuMsPerSignIn: round(bareMs, 2),
+      ...(bareMainMs !== undefined ? { bareMainThreadMsPerSignIn: bareMainMs } : {}),
+      ...(argon2Ms !== undefined ? { argon2CpuMsPerVerification: round(argon2Ms, 2), bestRatio: round(argon2Ms / (argon2Ms + bareMs), 2) } : {}),
+      gatehouse: targets.flatMap((t) => {
+        const g = t.kind === 'gatehouse' ? t.scenarios.find((s) => s.scenario === 'signin') : undefined;
+        if (!g || !(g.perServerCpuSecond > 0)) return [];
+        const ms = 1000 / g.perServerCpuSecond;
+        const mainMs = mainThreadMs(t, 'signin');
+        const nonHash = argon2Ms !== undefined ? ms - argon2Ms : undefined;
+        return [{
+          target: t.label,
+          signInsPerServerCpuSecond: g.perServerCpuSecond,
+          serverCpuMsPerSignIn: round(ms, 2),
+          ...(mainMs !== undefined ? { mainThreadMsPerSignIn: mainMs } : {}),
+          ...(argon2 ? { ratio: round(g.perServerCpuSecond / argon2.perServerCpuSecond, 2) } : {}),
+          ...(nonHash !== undefined ? { nonHashMsPerSignIn: round(nonHash, 2) } : {}),
+          ...(nonHash !== undefined && nonHash > 0 ? { bareSharePercent: Math.round((bareMs / nonHash) * 100) } : {}),
+        }];
+      }),
+    });
+  }
+  return floors;
+}
+
+export function formatSigninFloors(floors: SigninFloor[]): string {
+  const out: string[] = [];
+  const ms = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(2)} ms`);
+  for (const f of floors) {
+    out.push('', `sign-in floor: ${f.baseline}, minimal pages, no password hash, no database`);
+    out.push(`  ${f.bareSignInsPerSecond} sign-ins/s, ${f.bareSignInsPerServerCpuSecond} per server CPU-second, ${f.bareErrors} errors`
+      + `${f.bareHttpRequestsPerSignIn !== undefined ? `, ${f.bareHttpRequestsPerSignIn} HTTP requests per sign-in` : ''}`);
+    const cpu = [`bare ${ms(f.bareServerCpuMsPerSignIn)}${f.bareMainThreadMsPerSignIn !== undefined ? ` (main thread ${ms(f.bareMainThreadMsPerSignIn)})` : ''}`];
+    for (const g of f.gatehouse) cpu.push(`${g.target} ${ms(g.serverCpuMsPerSignIn)}${g.mainThreadMsPerSignIn !== undefined ? ` (main thread ${ms(g.mainThreadMsPerSignIn)})` : ''}`);
+    if (f.argon2CpuMsPerVerification !== undefined) cpu.push(`one argon2id verification ${ms(f.argon2CpuMsPerVerification)}`);
+    out.push(`  server CPU per sign-in: ${cpu.join(', ')}`);
+    for (const g of f.gatehouse) {
+      if (g.nonHashMsPerSignIn === undefined) continue;
+      out.push(`  ${g.target}: ${ms(g.nonHashMsPerSignIn)} per sign-in besides the verification, of which oidc-provider's own (bare) ${ms(f.bareServerCpuMsPerSignIn)}`
+        + `${g.bareSharePercent !== undefined ? ` (${g.bareSharePercent} %)` : ''}`);
+    }
+    if (f.bestRatio !== undefined) {
+      const measured = f.gatehouse.filter((g) => g.ratio !== undefined).map((g) => `${g.target} ${g.ratio}x`).join(', ');
+      out.push(`  best sign-ins / argon2 verifications per CPU-second on oidc-provider with this hash: argon2 / (argon2 + bare) = ${f.bestRatio}x`
+        + ` (the target asks 0.9x${measured ? `; measured ${measured}` : ''})`);
+    }
+  }
+  return out.join('\n');
+}
+
 function pad(s: string, n: number, right = false): string {
   return right ? s.padEnd(n) : s.padStart(n);
 }

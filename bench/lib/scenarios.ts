@@ -25,7 +25,10 @@ export const SCENARIOS = [
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-/** Clients, resource and user registered on every Gatehouse target (the baseline gets m2m only). */
+/**
+ * Clients, resource and user registered on every Gatehouse target. The baseline gets the same m2m
+ * and web clients and the resource; it has no users and signs in any email and password.
+ */
 export const FIXTURES = {
   m2m: { clientId: 'bench-m2m', clientSecret: 'bench-m2m-secret-4f1c9a7e2b5d' },
   web: {

@@ -153,6 +153,8 @@ export interface BaselineClient {
   clientId: string;
   clientSecret: string;
   resource: string;
+  /** The web client the sign-in scenario uses (its redirect URI is the bench's, FIXTURES.web). */
+  web?: { clientId: string; clientSecret: string };
   /** Store tokens in this Redis database through Gatehouse's adapter instead of in memory. */
   redisUrl?: string;
 }
@@ -171,6 +173,7 @@ export async function startBaseline(logDir: string, client: BaselineClient, node
       BASELINE_CLIENT_ID: client.clientId,
       BASELINE_CLIENT_SECRET: client.clientSecret,
       BASELINE_RESOURCE: client.resource,
+      ...(client.web ? { BASELINE_WEB_CLIENT_ID: client.web.clientId, BASELINE_WEB_CLIENT_SECRET: client.web.clientSecret } : {}),
       ...(client.redisUrl ? { BASELINE_REDIS_URL: client.redisUrl } : {}),
     },
     stdio: ['ignore', log, log],

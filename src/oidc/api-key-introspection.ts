@@ -44,10 +44,10 @@ function answer(ctx: Context, body: ApiKeyIntrospection | { active: false }): vo
 }
 
 export function apiKeyIntrospection(services: Services, host: ProviderHost): Middleware {
+  // The provider is swapped when signing keys change, its routes never (they are configuration).
+  const introspectionPath = host.provider.pathFor('introspection');
   return async (ctx, next) => {
-    // The provider's configured route, read per request because the provider is swapped when
-    // signing keys change.
-    if (ctx.method !== 'POST' || ctx.path !== host.provider.pathFor('introspection')) return next();
+    if (ctx.method !== 'POST' || ctx.path !== introspectionPath) return next();
     const form = await tokenRequestForm(ctx);
     if (form === 'rejected') return undefined;
     const tokens = form?.getAll('token') ?? [];

@@ -7,6 +7,7 @@
 // seconds: a database round trip and a decryption per request become one per client per
 // CACHE_TTL_MS. Clients change only through the CLI or the admin API, in other processes, so a
 // change or deletion reaches every instance within that time (docs/decisions.md).
+import type Provider from 'oidc-provider';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { Services } from '../services.ts';
 import { loadProviderClientMetadata } from '../domain/clients.ts';
@@ -70,4 +71,34 @@ export class ClientAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {
     // clients do not belong to grants
   }
+}
+
+type ProviderClient = NonNullable<Awaited<ReturnType<Provider['Client']['find']>>>;
+
+/**
+ * oidc-provider finds its parsed copy of a stored client by hashing the metadata (JSON and
+ * SHA-256 of the whole document) on every lookup: a token request looks its client up once, an
+ * introspection twice (the caller and the token's owner), a few microseconds each on the hottest
+ * endpoints. Our adapter hands out one frozen object per client while it is cached, so the parsed
+ * client is remembered per object: the same metadata gives the same parsed client, as with the
+ * library's own hash, and a changed client arrives as a new object after CACHE_TTL_MS, which the
+ * library then parses as before. Anything the adapter does not know (no such client) goes to the
+ * library's own lookup unchanged.
+ */
+export function rememberParsedClients(provider: Provider): void {
+  const { Client } = provider;
+  const find = Client.find.bind(Client);
+  // The model's adapter (ours, the instance holding the cache); the type declarations omit it.
+  const adapter = (Client as unknown as { adapter: Adapter }).adapter;
+  const parsed = new WeakMap<object, ProviderClient>();
+  Client.find = async (id: string) => {
+    const metadata = typeof id === 'string' && id ? await adapter.find(id) : undefined;
+    if (!metadata) return find(id);
+    const known = parsed.get(metadata);
+    if (known) return known;
+    const client = await find(id);
+    // Only an object the adapter keeps: a fresh object per call would never be asked for again.
+    if (client && Object.isFrozen(metadata)) parsed.set(metadata, client);
+    return client;
+  };
 }

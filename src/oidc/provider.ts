@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import type { JWK } from 'jose';
 import Provider, { errors, type Configuration, type KoaContextWithOIDC, type Adapter, type AsymmetricSigningAlgorithm } from 'oidc-provider';
 import type { Services } from '../services.ts';
-import { CACHE_TTL_MS, ClientAdapter } from './client-adapter.ts';
+import { CACHE_TTL_MS, ClientAdapter, rememberParsedClients } from './client-adapter.ts';
 import { TtlCache } from '../ttl-cache.ts';
 import { findAccount } from './account.ts';
 import { findResource } from '../domain/resources.ts';
@@ -198,6 +198,7 @@ async function loadExistingGrant(ctx: KoaContextWithOIDC) {
 export function createProvider(services: Services, jwks: JWK[]): Provider {
   const provider = new Provider(services.config.issuer, buildConfiguration(services, jwks));
   provider.proxy = services.config.trustProxy;
+  rememberParsedClients(provider);
   const log = services.logger;
   trackSessions(services, provider, Provider);
   trackGrants(services, provider);
