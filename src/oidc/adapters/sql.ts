@@ -18,30 +18,111 @@ function optionalString(value: unknown): string | null {
   return typeof value === 'string' && value !== '' ? value : null;
 }
 
+function payloadOf(row: PayloadRow): AdapterPayload {
+  return row.consumed === null ? row.payload : { ...row.payload, consumed: row.consumed };
+}
+
+/** Rows that have not expired yet, by the database's clock. */
+function live(knex: Knex, query: Knex.QueryBuilder): Knex.QueryBuilder {
+  // Expired rows linger until sweepExpiredPayloads runs; they must already read as absent.
+  return query.andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', knex.fn.now()));
+}
+
+// extract() yields numeric, which node-postgres hands back as a string; float8 arrives as a number.
+const CONSUMED_SECONDS = 'floor(extract(epoch from consumed_at))::float8 as consumed';
+
+interface PendingFind {
+  model: string;
+  id: string;
+  resolve(payload: AdapterPayload | undefined): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Finds asked for in one turn of the event loop, read with one query. oidc-provider looks a
+ * token up under several models at once: introspection and revocation ask for an access token, a
+ * client_credentials token and a refresh token with the same value, together. Each was a query of
+ * its own; on the embedded database every query runs on the event loop, and on PostgreSQL each is
+ * a round trip. A find asked for alone is the same single-row query as before, one microtask later.
+ */
+class FindBatch {
+  readonly #knex: Knex;
+  #pending: PendingFind[] = [];
+
+  constructor(knex: Knex) {
+    this.#knex = knex;
+  }
+
+  find(model: string, id: string): Promise<AdapterPayload | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ model, id, resolve, reject });
+      if (this.#pending.length === 1) queueMicrotask(() => void this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    const knex = this.#knex;
+    try {
+      if (batch.length === 1) {
+        const [only] = batch as [PendingFind];
+        const row = (await live(knex, knex(TABLE).select('payload', knex.raw(CONSUMED_SECONDS)).where({ model: only.model, id: only.id })).first()) as PayloadRow | undefined;
+        only.resolve(row ? payloadOf(row) : undefined);
+        return;
+      }
+      const keys = [...new Map(batch.map((f) => [`${f.model}\n${f.id}`, [f.model, f.id] as [string, string]])).values()];
+      const rows = (await live(knex, knex(TABLE).select('model', 'id', 'payload', knex.raw(CONSUMED_SECONDS)).whereIn(['model', 'id'], keys))) as (PayloadRow & { model: string; id: string })[];
+      const found = new Map(rows.map((row) => [`${row.model}\n${row.id}`, row]));
+      const handedOut = new Set<string>();
+      for (const f of batch) {
+        const key = `${f.model}\n${f.id}`;
+        const row = found.get(key);
+        if (!row) {
+          f.resolve(undefined);
+          continue;
+        }
+        // The same record asked for twice in one turn: each caller gets its own copy to change.
+        f.resolve(handedOut.has(key) ? structuredClone(payloadOf(row)) : payloadOf(row));
+        handedOut.add(key);
+      }
+    } catch (err) {
+      for (const f of batch) f.reject(err);
+    }
+  }
+}
+
+const findBatches = new WeakMap<Knex, FindBatch>();
+
+function findBatchOf(knex: Knex): FindBatch {
+  let batch = findBatches.get(knex);
+  if (!batch) {
+    batch = new FindBatch(knex);
+    findBatches.set(knex, batch);
+  }
+  return batch;
+}
+
 export class SqlAdapter implements Adapter {
   readonly model: string;
   readonly #knex: Knex;
+  readonly #finds: FindBatch;
 
   constructor(model: string, knex: Knex) {
     this.model = model;
     this.#knex = knex;
+    this.#finds = findBatchOf(knex);
   }
 
   /** Rows of this model that have not expired yet, projected to what find* returns. */
   #live(): Knex.QueryBuilder {
     const knex = this.#knex;
-    return knex(TABLE)
-      // extract() yields numeric, which node-postgres hands back as a string; float8 arrives as a number.
-      .select('payload', knex.raw('floor(extract(epoch from consumed_at))::float8 as consumed'))
-      .where('model', this.model)
-      // Expired rows linger until sweepExpiredPayloads runs; they must already read as absent.
-      .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', knex.fn.now()));
+    return live(knex, knex(TABLE).select('payload', knex.raw(CONSUMED_SECONDS)).where('model', this.model));
   }
 
   async #first(query: Knex.QueryBuilder): Promise<AdapterPayload | undefined> {
     const row = (await query.first()) as PayloadRow | undefined;
-    if (!row) return undefined;
-    return row.consumed === null ? row.payload : { ...row.payload, consumed: row.consumed };
+    return row ? payloadOf(row) : undefined;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -75,8 +156,8 @@ export class SqlAdapter implements Adapter {
       });
   }
 
-  async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.#first(this.#live().andWhere('id', id));
+  find(id: string): Promise<AdapterPayload | undefined> {
+    return this.#finds.find(this.model, id);
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
