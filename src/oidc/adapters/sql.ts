@@ -22,14 +22,21 @@ function payloadOf(row: PayloadRow): AdapterPayload {
   return row.consumed === null ? row.payload : { ...row.payload, consumed: row.consumed };
 }
 
-/** Rows that have not expired yet, by the database's clock. */
-function live(knex: Knex, query: Knex.QueryBuilder): Knex.QueryBuilder {
-  // Expired rows linger until sweepExpiredPayloads runs; they must already read as absent.
-  return query.andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', knex.fn.now()));
+/** Rows that have not expired yet, by the database's clock, projected to what find* returns (and `columns`). */
+function livePayloads(knex: Knex, ...columns: string[]): Knex.QueryBuilder {
+  return knex(TABLE)
+    // extract() yields numeric, which node-postgres hands back as a string; float8 arrives as a number.
+    .select(...columns, 'payload', knex.raw('floor(extract(epoch from consumed_at))::float8 as consumed'))
+    // Expired rows linger until sweepExpiredPayloads runs; they must already read as absent.
+    .where((q) => q.whereNull('expires_at').orWhere('expires_at', '>', knex.fn.now()));
 }
 
-// extract() yields numeric, which node-postgres hands back as a string; float8 arrives as a number.
-const CONSUMED_SECONDS = 'floor(extract(epoch from consumed_at))::float8 as consumed';
+async function firstPayload(query: Knex.QueryBuilder): Promise<AdapterPayload | undefined> {
+  const row = (await query.first()) as PayloadRow | undefined;
+  return row ? payloadOf(row) : undefined;
+}
+
+const keyOf = (model: string, id: string): string => `${model}\n${id}`;
 
 interface PendingFind {
   model: string;
@@ -67,16 +74,15 @@ class FindBatch {
     try {
       if (batch.length === 1) {
         const [only] = batch as [PendingFind];
-        const row = (await live(knex, knex(TABLE).select('payload', knex.raw(CONSUMED_SECONDS)).where({ model: only.model, id: only.id })).first()) as PayloadRow | undefined;
-        only.resolve(row ? payloadOf(row) : undefined);
+        only.resolve(await firstPayload(livePayloads(knex).andWhere({ model: only.model, id: only.id })));
         return;
       }
-      const keys = [...new Map(batch.map((f) => [`${f.model}\n${f.id}`, [f.model, f.id] as [string, string]])).values()];
-      const rows = (await live(knex, knex(TABLE).select('model', 'id', 'payload', knex.raw(CONSUMED_SECONDS)).whereIn(['model', 'id'], keys))) as (PayloadRow & { model: string; id: string })[];
-      const found = new Map(rows.map((row) => [`${row.model}\n${row.id}`, row]));
+      const keys = [...new Map(batch.map((f) => [keyOf(f.model, f.id), [f.model, f.id] as [string, string]])).values()];
+      const rows = (await livePayloads(knex, 'model', 'id').whereIn(['model', 'id'], keys)) as (PayloadRow & { model: string; id: string })[];
+      const found = new Map(rows.map((row) => [keyOf(row.model, row.id), row]));
       const handedOut = new Set<string>();
       for (const f of batch) {
-        const key = `${f.model}\n${f.id}`;
+        const key = keyOf(f.model, f.id);
         const row = found.get(key);
         if (!row) {
           f.resolve(undefined);
@@ -116,13 +122,7 @@ export class SqlAdapter implements Adapter {
 
   /** Rows of this model that have not expired yet, projected to what find* returns. */
   #live(): Knex.QueryBuilder {
-    const knex = this.#knex;
-    return live(knex, knex(TABLE).select('payload', knex.raw(CONSUMED_SECONDS)).where('model', this.model));
-  }
-
-  async #first(query: Knex.QueryBuilder): Promise<AdapterPayload | undefined> {
-    const row = (await query.first()) as PayloadRow | undefined;
-    return row ? payloadOf(row) : undefined;
+    return livePayloads(this.#knex).andWhere('model', this.model);
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -161,11 +161,11 @@ export class SqlAdapter implements Adapter {
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#first(this.#live().andWhere('uid', uid));
+    return firstPayload(this.#live().andWhere('uid', uid));
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#first(this.#live().andWhere('user_code', userCode));
+    return firstPayload(this.#live().andWhere('user_code', userCode));
   }
 
   async consume(id: string): Promise<void> {
