@@ -241,6 +241,11 @@ async function postgresBytes(url: string): Promise<number> {
   }
 }
 
+/** Where a target's V8 CPU profiles go, with --cpu-prof. */
+function profileDir(label: string): string | undefined {
+  return args['cpu-prof'] ? path.join(tmpDir, `profiles-${label.replace(/[^a-z0-9]+/gi, '-')}`) : undefined;
+}
+
 /** Per scenario, where the server's main thread spent the measured window (with --cpu-prof). */
 function collectProfiles(dir: string | undefined, target: TargetResult): void {
   if (!dir || !fs.existsSync(dir)) return;
@@ -263,7 +268,7 @@ async function runPostgresTarget(workers: number): Promise<TargetResult> {
   log(`${label}: starting`);
   const db = await createDatabase(adminUrl);
   await flushRedis(redisUrl);
-  const profDir = args['cpu-prof'] ? path.join(tmpDir, `profiles-${label.replace(/[^a-z0-9]+/gi, '-')}`) : undefined;
+  const profDir = profileDir(label);
   let server: Awaited<ReturnType<typeof startGatehouse>> | undefined;
   try {
     server = await startGatehouse({
@@ -295,7 +300,7 @@ async function runEmbeddedTarget(): Promise<TargetResult> {
   const target: TargetResult = { label, kind: 'gatehouse', storage: 'embedded PGlite', workers: 0, scenarios: [] };
   log(`${label}: starting`);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-bench-data-'));
-  const profDir = args['cpu-prof'] ? path.join(tmpDir, 'profiles-embedded') : undefined;
+  const profDir = profileDir(label);
   let server: Awaited<ReturnType<typeof startGatehouse>> | undefined;
   try {
     server = await startGatehouse({
@@ -323,7 +328,7 @@ async function runBaseline(redisUrl?: string): Promise<TargetResult> {
   log(`${label}: starting`);
   if (redisUrl) await flushRedis(redisUrl);
   // Profiled like Gatehouse, so the two can be compared function by function (µs per operation).
-  const profDir = args['cpu-prof'] ? path.join(tmpDir, `profiles-${label.replace(/[^a-z0-9]+/gi, '-')}`) : undefined;
+  const profDir = profileDir(label);
   const profArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
   const web = { clientId: FIXTURES.web.clientId, clientSecret: FIXTURES.web.clientSecret };
   const server = await startBaseline(tmpDir, { ...FIXTURES.m2m, resource: FIXTURES.resource, web, redisUrl }, [...args['baseline-node-option'], ...profArgs]);
